@@ -1,0 +1,209 @@
+//! The effect seam. The agent loop asks a [`Driver`] to call the model and to call tools; the
+//! driver decides how: directly ([`PlainDriver`]), as journaled steps (the durable engine), or as
+//! activities (Temporal). No agent code knows which.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::error::{AgentError, ToolError};
+use crate::messages::{Message, ModelResponse, ToolCallPart};
+use crate::model::{Model, ModelError, ModelRequestParams, ModelSettings, StreamEvent};
+use crate::policy::StepPolicy;
+use crate::tool::{ToolExec, ToolOutcome};
+use crate::usage::Usage;
+
+/// A sink for live stream events of a model request.
+pub type EventSink = Arc<dyn Fn(StreamEvent) + Send + Sync>;
+
+/// A model request, as the agent loop hands it to a driver.
+pub struct ModelCall<'a> {
+    /// The agent's name (step names are `agent__{agent}__model_request`).
+    pub agent: &'a str,
+    /// The model to call.
+    pub model: &'a dyn Model,
+    /// The conversation so far.
+    pub messages: &'a [Message],
+    /// Tools and output mode.
+    pub params: &'a ModelRequestParams,
+    /// Sampling settings.
+    pub settings: &'a ModelSettings,
+    /// Retries and timeout.
+    pub policy: &'a StepPolicy,
+    /// Where live events go, when the run is streamed.
+    pub events: Option<EventSink>,
+}
+
+/// A tool call, as the agent loop hands it to a driver.
+pub struct ToolCall<'a> {
+    /// The agent's name (step names are `agent__{agent}__tool__{tool}`).
+    pub agent: &'a str,
+    /// The call.
+    pub call: &'a ToolCallPart,
+    /// Retries and timeout.
+    pub policy: &'a StepPolicy,
+    /// Runs the call; the driver may run it several times (retries).
+    pub exec: ToolExec,
+}
+
+/// Performs the effects the agent loop asks for.
+///
+/// Implementations must allocate any step identity synchronously, in the body of
+/// `child`, `model_request` and `tool_call` before returning the future: that makes identity
+/// follow program order even when the futures run concurrently.
+pub trait Driver: Send + Sync {
+    /// A driver for a nested scope (an agent run, a parallel branch), named `name`.
+    fn child(&self, name: &str) -> Arc<dyn Driver>;
+
+    /// Call the model.
+    fn model_request<'a>(
+        &'a self,
+        call: ModelCall<'a>,
+    ) -> BoxFuture<'a, Result<ModelResponse, AgentError>>;
+
+    /// Call a tool.
+    fn tool_call<'a>(&'a self, call: ToolCall<'a>) -> BoxFuture<'a, Result<ToolOutcome, AgentError>>;
+}
+
+/// Where an agent runs: plainly, inside a workflow, or inside another agent's tool.
+pub trait Scope {
+    /// The driver of this scope.
+    fn driver(&self) -> Arc<dyn Driver>;
+
+    /// Called with a nested run's usage, so the enclosing run can add it to its own.
+    fn record_usage(&self, _usage: &Usage) {}
+}
+
+/// Calls models and tools directly, retrying failures under their step policies.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainDriver;
+
+impl Scope for PlainDriver {
+    fn driver(&self) -> Arc<dyn Driver> {
+        Arc::new(PlainDriver)
+    }
+}
+
+/// Runs one model request, streaming its events to `sink` when there is one.
+pub async fn call_model(
+    model: &dyn Model,
+    messages: &[Message],
+    params: &ModelRequestParams,
+    settings: &ModelSettings,
+    sink: Option<&EventSink>,
+) -> Result<ModelResponse, ModelError> {
+    use futures::StreamExt;
+    let Some(sink) = sink else {
+        return model.request(messages, params, settings).await;
+    };
+    let mut stream = model.request_stream(messages, params, settings).await?;
+    while let Some(event) = stream.next().await {
+        match event? {
+            StreamEvent::Done(response) => return Ok(response),
+            other => sink(other),
+        }
+    }
+    Err(ModelError::InvalidResponse {
+        provider: model.provider().to_string(),
+        message: "the stream ended before the response was complete".into(),
+    })
+}
+
+/// Runs `attempt` under `policy`: a timeout on each attempt, and retries with backoff for
+/// retryable errors. Used by the plain driver and by engines that retry in-process.
+pub async fn with_policy<T, F, Fut>(
+    step: &str,
+    policy: &StepPolicy,
+    mut attempt: F,
+) -> Result<T, AgentError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<T, AgentError>>,
+{
+    let mut n = 1;
+    loop {
+        let result = match policy.timeout {
+            Some(t) => match tokio::time::timeout(t, attempt(n)).await {
+                Ok(r) => r,
+                Err(_) => Err(AgentError::Timeout {
+                    step: step.to_string(),
+                    timeout: t,
+                }),
+            },
+            None => attempt(n).await,
+        };
+        match result {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_retryable() => {
+                let retry_after = match &e {
+                    AgentError::Model(m) => m.retry_after(),
+                    _ => None,
+                };
+                match policy.retry.delay_after(n, retry_after) {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        n += 1;
+    }
+}
+
+/// Maps a tool's failure to the run's error; retryable failures stay retryable.
+pub fn tool_failure(tool: &str, e: ToolError) -> AgentError {
+    match e {
+        ToolError::Engine(inner) => AgentError::Engine(inner),
+        ToolError::Failed { message, retryable } => AgentError::Tool {
+            tool: tool.to_string(),
+            message,
+            retryable,
+        },
+        ToolError::Retry(message) => AgentError::Tool {
+            tool: tool.to_string(),
+            message,
+            retryable: false,
+        },
+    }
+}
+
+impl Driver for PlainDriver {
+    fn child(&self, _name: &str) -> Arc<dyn Driver> {
+        Arc::new(PlainDriver)
+    }
+
+    fn model_request<'a>(
+        &'a self,
+        call: ModelCall<'a>,
+    ) -> BoxFuture<'a, Result<ModelResponse, AgentError>> {
+        Box::pin(async move {
+            with_policy("model_request", call.policy, |_| async {
+                call_model(
+                    call.model,
+                    call.messages,
+                    call.params,
+                    call.settings,
+                    call.events.as_ref(),
+                )
+                .await
+                .map_err(AgentError::from)
+            })
+            .await
+        })
+    }
+
+    fn tool_call<'a>(&'a self, call: ToolCall<'a>) -> BoxFuture<'a, Result<ToolOutcome, AgentError>> {
+        Box::pin(async move {
+            let name = call.call.tool_name.as_str();
+            with_policy(name, call.policy, |_| {
+                let exec = call.exec.clone();
+                async move {
+                    exec(Arc::new(PlainDriver), String::new())
+                        .await
+                        .map_err(|e| tool_failure(name, e))
+                }
+            })
+            .await
+        })
+    }
+}
