@@ -1,0 +1,5 @@
+//! Placeholder: the in-memory store.
+
+/// An in-memory store.
+#[derive(Debug, Default)]
+pub struct MemoryStore;
