@@ -196,6 +196,10 @@ pub struct StepRecord {
     pub name: String,
     /// A hash of the step's input, checked on replay.
     pub input_hash: String,
+    /// The input itself, for the history, when it is small and useful (tool arguments, user
+    /// step inputs); `None` for model requests, whose input is the whole conversation.
+    #[serde(default)]
+    pub input: Option<Value>,
     /// The result: `Ok` JSON, or the error of a step that failed for good.
     pub output: Result<Value, StepFailure>,
     /// Attempts made (1 when the first one succeeded).
@@ -399,7 +403,9 @@ pub trait Store: Send + Sync + 'static {
     fn load_attempts<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Vec<AttemptRecord>>;
 
     /// End this run of the workflow: finished for good (which wakes a suspended parent), or
-    /// suspended. Releases the lease. Fenced by `owner`.
+    /// suspended. Releases the lease. Fenced by `owner`. A workflow suspended while its mailbox
+    /// holds an unconsumed message becomes pending instead, so a message sent during the run is
+    /// never missed.
     fn finish<'a>(&'a self, id: &'a str, owner: &'a str, outcome: Outcome) -> StoreFuture<'a, ()>;
 
     /// Put a message in a workflow's mailbox and wake the workflow if it is suspended.

@@ -1,0 +1,97 @@
+//! Agents inside workflows: the durable driver. Each model request and each tool call becomes a
+//! journaled step named like a Temporal activity: `agent__{agent}__model_request` and
+//! `agent__{agent}__tool__{tool}`.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use steadfast_core::driver::call_model;
+use steadfast_core::{AgentError, Driver, ModelCall, ModelResponse, Scope, ToolCall, ToolOutcome};
+
+use crate::ctx::{StepSpec, WorkflowCtx, hash_of};
+use crate::error::{Attempt, StepError};
+use crate::store::StepKind;
+
+/// Drives agent runs inside a workflow, journaling every call.
+pub(crate) struct DurableDriver {
+    ctx: WorkflowCtx,
+}
+
+impl Scope for WorkflowCtx {
+    fn driver(&self) -> Arc<dyn Driver> {
+        Arc::new(DurableDriver { ctx: self.clone() })
+    }
+}
+
+impl Driver for DurableDriver {
+    fn child(&self, name: &str) -> Arc<dyn Driver> {
+        Arc::new(DurableDriver {
+            ctx: self.ctx.branch(name),
+        })
+    }
+
+    fn model_request<'a>(
+        &'a self,
+        call: ModelCall<'a>,
+    ) -> BoxFuture<'a, Result<ModelResponse, AgentError>> {
+        // The input hash covers the conversation and the tools, not the model: a run resumed
+        // with another model continues where it stopped.
+        let spec = StepSpec {
+            kind: StepKind::ModelRequest,
+            short: "model_request".into(),
+            name: format!("agent__{}__model_request", call.agent),
+            input_hash: hash_of(&(call.messages, call.params)),
+            input: None,
+            policy: *call.policy,
+        };
+        let messages = call.messages.to_vec();
+        let params = call.params.clone();
+        let settings = call.settings.clone();
+        let events = call.events.clone();
+        let model = call.model;
+        let fut = self.ctx.execute(spec, move |_, _| {
+            let messages = messages.clone();
+            let params = params.clone();
+            let settings = settings.clone();
+            let events = events.clone();
+            let request = call_model_owned(model, messages, params, settings, events);
+            async move {
+                match request.await {
+                    Ok(r) => Attempt::Ok(r),
+                    Err(e) => Attempt::Failed(StepError::from(AgentError::Model(e))),
+                }
+            }
+        });
+        Box::pin(async move { fut.await.map_err(AgentError::engine) })
+    }
+
+    fn tool_call<'a>(&'a self, call: ToolCall<'a>) -> BoxFuture<'a, Result<ToolOutcome, AgentError>> {
+        let tool = call.call.tool_name.clone();
+        let args: serde_json::Value = serde_json::from_str(&call.call.args)
+            .unwrap_or_else(|_| serde_json::Value::String(call.call.args.clone()));
+        let spec = StepSpec {
+            kind: StepKind::Tool,
+            short: format!("tool__{tool}"),
+            name: format!("agent__{}__tool__{tool}", call.agent),
+            input_hash: hash_of(&call.call.args),
+            input: Some(args),
+            policy: *call.policy,
+        };
+        let exec = call.exec.clone();
+        let fut = self.ctx.execute(spec, move |sc, nested| {
+            let run = exec(nested.driver(), sc.idempotency_key);
+            async move { Attempt::from(run.await) }
+        });
+        Box::pin(async move { fut.await.map_err(AgentError::engine) })
+    }
+}
+
+fn call_model_owned<'m>(
+    model: &'m dyn steadfast_core::Model,
+    messages: Vec<steadfast_core::Message>,
+    params: steadfast_core::ModelRequestParams,
+    settings: steadfast_core::ModelSettings,
+    events: Option<steadfast_core::driver::EventSink>,
+) -> impl std::future::Future<Output = Result<ModelResponse, steadfast_core::ModelError>> + Send + 'm {
+    async move { call_model(model, &messages, &params, &settings, events.as_ref()).await }
+}

@@ -1,0 +1,794 @@
+//! `WorkflowCtx`: the only door from workflow code to the outside world.
+//!
+//! Every effect a workflow performs goes through the context and becomes a journaled step: user
+//! steps, agent model requests and tool calls, timers, clock readings, random numbers, mailbox
+//! receives and child workflows. On replay, finished steps are answered from the journal.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use steadfast_core::StepPolicy;
+use tokio::sync::Notify;
+
+use crate::deps::Deps;
+use crate::error::{Attempt, StepError, WorkflowError};
+use crate::events::{Observer, StepEvent, StepEventKind};
+use crate::store::{
+    AttemptRecord, Millis, NewWorkflow, StepFailure, StepKind, StepRecord, Store, WorkflowStatus,
+    now_millis,
+};
+use crate::workflow::Workflow;
+
+/// A stable 64-bit FNV-1a hash, hex-encoded: step input hashes must not change between builds.
+pub(crate) fn stable_hash(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The hash of a value's JSON form.
+pub(crate) fn hash_of<T: Serialize + ?Sized>(v: &T) -> String {
+    stable_hash(&serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// State shared by every context of one run of one workflow.
+pub(crate) struct RunShared {
+    pub id: String,
+    pub name: String,
+    pub store: Arc<dyn Store>,
+    pub owner: String,
+    pub journal: Mutex<HashMap<String, StepRecord>>,
+    pub deps: Arc<Deps>,
+    pub observer: Option<Observer>,
+    pub cancel: AtomicBool,
+    pub in_flight: AtomicUsize,
+    /// A suspension was asked for; `wake_at` is the earliest timer among the requests.
+    pub suspend_requested: AtomicBool,
+    pub wake_at: Mutex<Option<Millis>>,
+    pub notify: Notify,
+    pub suspend_threshold: Duration,
+    pub replayed: AtomicU64,
+    pub executed: AtomicU64,
+}
+
+impl RunShared {
+    fn request_suspend(&self, wake_at: Option<Millis>) {
+        if let Some(t) = wake_at
+            && let Ok(mut w) = self.wake_at.lock()
+        {
+            *w = Some(w.map_or(t, |cur| cur.min(t)));
+        }
+        self.suspend_requested.store(true, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    fn emit(&self, ev: impl FnOnce() -> StepEvent) {
+        if let Some(o) = &self.observer {
+            o(&ev());
+        }
+    }
+}
+
+/// Counts a step as in flight while alive; the worker never suspends a run with steps in flight.
+struct InFlight<'a>(&'a RunShared);
+
+impl<'a> InFlight<'a> {
+    fn new(run: &'a RunShared) -> Self {
+        run.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(run)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.notify.notify_one();
+    }
+}
+
+/// A step-id namespace: the root, an agent run, a parallel branch, or a tool's nested scope.
+struct Namespace {
+    prefix: String,
+    seq: AtomicU32,
+    names: Mutex<HashMap<String, u32>>,
+}
+
+impl Namespace {
+    fn new(prefix: String) -> Self {
+        Namespace {
+            prefix,
+            seq: AtomicU32::new(0),
+            names: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn count(&self, short: &str) -> u32 {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        let n = names.entry(short.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    /// The next position and readable id for a step named `short`.
+    fn alloc(&self, short: &str) -> (String, String) {
+        let n = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let k = self.count(short);
+        (
+            format!("{}{n}", self.prefix),
+            format!("{}{short}#{k}", self.prefix),
+        )
+    }
+
+    /// A child namespace named `name`.
+    fn child(&self, name: &str) -> Namespace {
+        let k = self.count(&format!("ns:{name}"));
+        Namespace::new(format!("{}{name}#{k}/", self.prefix))
+    }
+}
+
+/// What a step body gets: its attempt number and the idempotency key to give the outside world.
+#[derive(Debug, Clone)]
+pub struct StepCtx {
+    /// The attempt, 1-based.
+    pub attempt: u32,
+    /// `workflow_id/step_id`: the same on every attempt and every replay.
+    pub idempotency_key: String,
+    /// The step's readable id.
+    pub step_id: String,
+}
+
+/// The description of a step about to run.
+pub(crate) struct StepSpec {
+    pub kind: StepKind,
+    pub short: String,
+    pub name: String,
+    pub input_hash: String,
+    pub input: Option<Value>,
+    pub policy: StepPolicy,
+}
+
+/// The context of a running workflow. Cheap to clone.
+#[derive(Clone)]
+pub struct WorkflowCtx {
+    pub(crate) run: Arc<RunShared>,
+    ns: Arc<Namespace>,
+}
+
+impl WorkflowCtx {
+    pub(crate) fn root(run: Arc<RunShared>) -> Self {
+        WorkflowCtx {
+            run,
+            ns: Arc::new(Namespace::new(String::new())),
+        }
+    }
+
+    /// The workflow id.
+    pub fn workflow_id(&self) -> &str {
+        &self.run.id
+    }
+
+    /// The workflow's registered name.
+    pub fn workflow_name(&self) -> &str {
+        &self.run.name
+    }
+
+    /// The worker-local dependency of type `T` (given with `WorkerBuilder::deps`). Deps are
+    /// never serialized into the journal.
+    pub fn deps<T: Send + Sync + 'static>(&self) -> Result<Arc<T>, WorkflowError> {
+        self.run
+            .deps
+            .get::<T>()
+            .ok_or(WorkflowError::MissingDeps(std::any::type_name::<T>()))
+    }
+
+    /// Whether this run has answered steps from the journal so far (it is resuming).
+    pub fn replayed_steps(&self) -> u64 {
+        self.run.replayed.load(Ordering::Relaxed)
+    }
+
+    /// A context for a parallel branch named `name`. Its step ids live in their own namespace,
+    /// allocated now, so branches keep their ids on replay whatever order they finish in.
+    pub fn branch(&self, name: &str) -> WorkflowCtx {
+        WorkflowCtx {
+            run: self.run.clone(),
+            ns: Arc::new(self.ns.child(name)),
+        }
+    }
+
+    fn nested(&self, prefix: String) -> WorkflowCtx {
+        WorkflowCtx {
+            run: self.run.clone(),
+            ns: Arc::new(Namespace::new(prefix)),
+        }
+    }
+
+    /// Run all futures concurrently and return their outputs in order. Give each future its own
+    /// [`WorkflowCtx::branch`] (agent runs take their own namespace by themselves).
+    pub async fn join_all<F: Future>(&self, futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+        futures::future::join_all(futures).await
+    }
+
+    /// A user step: `body` runs at most once to completion per workflow (retried under the
+    /// default policy), and its result is journaled before the workflow sees it.
+    ///
+    /// `input` identifies the step on replay (it is hashed and kept in the history).
+    pub fn step<I, T, F, Fut>(
+        &self,
+        name: &str,
+        input: &I,
+        body: F,
+    ) -> impl Future<Output = Result<T, WorkflowError>> + Send + 'static
+    where
+        I: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnMut(StepCtx) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StepError>> + Send + 'static,
+    {
+        self.step_with(name, input, StepPolicy::default(), body)
+    }
+
+    /// A user step with its own policy (retries and timeout).
+    pub fn step_with<I, T, F, Fut>(
+        &self,
+        name: &str,
+        input: &I,
+        policy: StepPolicy,
+        mut body: F,
+    ) -> impl Future<Output = Result<T, WorkflowError>> + Send + 'static
+    where
+        I: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnMut(StepCtx) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StepError>> + Send + 'static,
+    {
+        let input = serde_json::to_value(input).unwrap_or(Value::Null);
+        let spec = StepSpec {
+            kind: StepKind::Step,
+            short: name.to_string(),
+            name: name.to_string(),
+            input_hash: hash_of(&input),
+            input: Some(input),
+            policy,
+        };
+        self.execute(spec, move |sc, _| {
+            let fut = body(sc);
+            async move {
+                match fut.await {
+                    Ok(v) => Attempt::Ok(v),
+                    Err(e) => Attempt::Failed(e),
+                }
+            }
+        })
+    }
+
+    /// Allocate a step and run it: replay it from the journal if it is there, otherwise run
+    /// `body` under the policy and commit the result before returning it.
+    pub(crate) fn execute<'a, T, F, Fut>(
+        &self,
+        spec: StepSpec,
+        mut body: F,
+    ) -> impl Future<Output = Result<T, WorkflowError>> + Send + 'a
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnMut(StepCtx, WorkflowCtx) -> Fut + Send + 'a,
+        Fut: Future<Output = Attempt<T>> + Send + 'a,
+    {
+        let (position, step_id) = self.ns.alloc(&spec.short);
+        let ctx = self.clone();
+        async move {
+            let run = &ctx.run;
+            if let Some(replayed) = ctx.replay::<T>(&spec, &position, &step_id)? {
+                return replayed;
+            }
+            if run.cancel.load(Ordering::SeqCst) {
+                return Err(WorkflowError::Cancelled(run.id.clone()));
+            }
+            let _guard = InFlight::new(run);
+            let started_at = now_millis();
+            let clock = Instant::now();
+            let key = format!("{}/{}", run.id, step_id);
+            let mut attempt = 1;
+            let result: Result<T, StepError> = loop {
+                let sc = StepCtx {
+                    attempt,
+                    idempotency_key: key.clone(),
+                    step_id: step_id.clone(),
+                };
+                let nested = ctx.nested(format!("{step_id}/"));
+                let fut = body(sc, nested);
+                let outcome = match spec.policy.timeout {
+                    Some(t) => match tokio::time::timeout(t, fut).await {
+                        Ok(o) => o,
+                        Err(_) => Attempt::Failed(StepError::retryable(format!(
+                            "timed out after {t:?}"
+                        ))),
+                    },
+                    None => fut.await,
+                };
+                match outcome {
+                    Attempt::Ok(v) => break Ok(v),
+                    Attempt::Engine(e) => return Err(e),
+                    Attempt::Failed(e) => {
+                        let delay = if e.retryable {
+                            spec.policy.retry.delay_after(attempt, e.retry_after)
+                        } else {
+                            None
+                        };
+                        let Some(delay) = delay else { break Err(e) };
+                        run.store
+                            .record_attempt(
+                                &run.id,
+                                &run.owner,
+                                AttemptRecord {
+                                    position: position.clone(),
+                                    step_id: step_id.clone(),
+                                    attempt,
+                                    error: e.message.clone(),
+                                    at: now_millis(),
+                                },
+                            )
+                            .await?;
+                        run.emit(|| StepEvent {
+                            workflow_id: run.id.clone(),
+                            step_id: step_id.clone(),
+                            kind: spec.kind,
+                            name: spec.name.clone(),
+                            event: StepEventKind::Retrying {
+                                attempt,
+                                error: e.message.clone(),
+                                delay,
+                            },
+                            attempts: attempt,
+                            duration: clock.elapsed(),
+                            input: spec.input.clone(),
+                            output: None,
+                        });
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                    }
+                }
+            };
+            let output = match &result {
+                Ok(v) => Ok(serde_json::to_value(v)?),
+                Err(e) => Err(StepFailure {
+                    message: e.message.clone(),
+                    retryable: e.retryable,
+                }),
+            };
+            let record = StepRecord {
+                position: position.clone(),
+                step_id: step_id.clone(),
+                kind: spec.kind,
+                name: spec.name.clone(),
+                input_hash: spec.input_hash.clone(),
+                input: spec.input.clone(),
+                output,
+                attempts: attempt,
+                started_at,
+                duration_us: clock.elapsed().as_micros() as i64,
+                seq: 0,
+            };
+            ctx.commit(record, None).await?;
+            run.executed.fetch_add(1, Ordering::Relaxed);
+            match result {
+                Ok(v) => Ok(v),
+                Err(e) => Err(WorkflowError::StepFailed {
+                    step: step_id,
+                    message: e.message,
+                    attempts: attempt,
+                }),
+            }
+        }
+    }
+
+    /// Write-ahead: commit the record, then make it visible to this run, then report it.
+    async fn commit(&self, record: StepRecord, consume: Option<i64>) -> Result<(), WorkflowError> {
+        let run = &self.run;
+        run.store
+            .commit_step(&run.id, &run.owner, record.clone(), consume)
+            .await?;
+        run.emit(|| StepEvent {
+            workflow_id: run.id.clone(),
+            step_id: record.step_id.clone(),
+            kind: record.kind,
+            name: record.name.clone(),
+            event: match &record.output {
+                Ok(_) => StepEventKind::Completed,
+                Err(f) => StepEventKind::Failed {
+                    error: f.message.clone(),
+                },
+            },
+            attempts: record.attempts,
+            duration: Duration::from_micros(record.duration_us.max(0) as u64),
+            input: record.input.clone(),
+            output: record.output.as_ref().ok().cloned(),
+        });
+        if let Ok(mut j) = run.journal.lock() {
+            j.insert(record.position.clone(), record);
+        }
+        Ok(())
+    }
+
+    /// The recorded result at `position`, if the journal has one; a mismatch is non-determinism.
+    fn replay<T: DeserializeOwned>(
+        &self,
+        spec: &StepSpec,
+        position: &str,
+        step_id: &str,
+    ) -> Result<Option<Result<T, WorkflowError>>, WorkflowError> {
+        let clock = Instant::now();
+        let run = &self.run;
+        let record = {
+            let journal = run.journal.lock().unwrap_or_else(|e| e.into_inner());
+            match journal.get(position) {
+                Some(r) => r.clone(),
+                None => return Ok(None),
+            }
+        };
+        if record.kind != spec.kind
+            || record.name != spec.name
+            || record.input_hash != spec.input_hash
+            || record.step_id != step_id
+        {
+            return Err(WorkflowError::NonDeterminism {
+                workflow_id: run.id.clone(),
+                position: position.to_string(),
+                expected: format!(
+                    "{} step `{}` ({}, input {})",
+                    record.kind.as_str(),
+                    record.name,
+                    record.step_id,
+                    record.input_hash
+                ),
+                actual: format!(
+                    "{} step `{}` ({}, input {})",
+                    spec.kind.as_str(),
+                    spec.name,
+                    step_id,
+                    spec.input_hash
+                ),
+            });
+        }
+        let value = match &record.output {
+            Ok(v) => Ok(serde_json::from_value::<T>(v.clone())?),
+            Err(f) => Err(WorkflowError::StepFailed {
+                step: record.step_id.clone(),
+                message: f.message.clone(),
+                attempts: record.attempts,
+            }),
+        };
+        run.replayed.fetch_add(1, Ordering::Relaxed);
+        run.emit(|| StepEvent {
+            workflow_id: run.id.clone(),
+            step_id: record.step_id.clone(),
+            kind: record.kind,
+            name: record.name.clone(),
+            event: StepEventKind::Replayed,
+            attempts: record.attempts,
+            duration: clock.elapsed(),
+            input: record.input.clone(),
+            output: record.output.as_ref().ok().cloned(),
+        });
+        Ok(Some(value))
+    }
+
+    /// Journal a value computed once (a clock reading, a random number, a wake-up time).
+    fn value<T>(
+        &self,
+        short: &str,
+        kind: StepKind,
+        input: Value,
+        compute: impl FnOnce() -> T + Send + 'static,
+    ) -> impl Future<Output = Result<T, WorkflowError>> + Send + 'static
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let spec = StepSpec {
+            kind,
+            short: short.to_string(),
+            name: short.to_string(),
+            input_hash: hash_of(&input),
+            input: Some(input),
+            policy: StepPolicy::default(),
+        };
+        let mut compute = Some(compute);
+        self.execute(spec, move |_, _| {
+            let v = compute.take().map(|f| f());
+            async move {
+                match v {
+                    Some(v) => Attempt::Ok(v),
+                    None => Attempt::Failed(StepError::fatal("value computed twice")),
+                }
+            }
+        })
+    }
+
+    /// The current time in milliseconds since the Unix epoch, journaled: a replay sees the same
+    /// reading.
+    pub fn now(&self) -> impl Future<Output = Result<Millis, WorkflowError>> + Send + 'static {
+        self.value("now", StepKind::Value, Value::Null, now_millis)
+    }
+
+    /// A random 64-bit number, journaled.
+    pub fn random(&self) -> impl Future<Output = Result<u64, WorkflowError>> + Send + 'static {
+        self.value("random", StepKind::Value, Value::Null, random_u64)
+    }
+
+    /// A random (v4) UUID, journaled.
+    pub fn uuid(&self) -> impl Future<Output = Result<String, WorkflowError>> + Send + 'static {
+        self.value("uuid", StepKind::Value, Value::Null, || {
+            let (a, b) = (random_u64(), random_u64());
+            let a = (a & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
+            let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+            format!(
+                "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                a >> 32,
+                (a >> 16) & 0xffff,
+                a & 0xffff,
+                b >> 48,
+                b & 0xffff_ffff_ffff
+            )
+        })
+    }
+
+    /// Sleep durably: the wake-up time is journaled, so the sleep survives restarts. A sleep
+    /// longer than the worker's suspend threshold drops the workflow from memory until it is due.
+    pub fn sleep(&self, d: Duration) -> impl Future<Output = Result<(), WorkflowError>> + Send + 'static {
+        let ms = d.as_millis() as i64;
+        let wake = self.value("sleep", StepKind::Sleep, Value::from(ms), move || now_millis() + ms);
+        let run = self.run.clone();
+        async move {
+            let wake_at = wake.await?;
+            wait_until(&run, wake_at).await;
+            Ok(())
+        }
+    }
+
+    /// Receive the next message on `topic` from this workflow's mailbox (filled by
+    /// `Engine::send`), waiting at most `timeout` (`None`: forever). `Ok(None)` means the
+    /// timeout passed. The receipt is journaled, so a replay gets the same message.
+    pub fn recv<T: DeserializeOwned + Send + 'static>(
+        &self,
+        topic: &str,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<Option<T>, WorkflowError>> + Send + 'static {
+        let deadline = timeout.map(|t| {
+            let ms = t.as_millis() as i64;
+            self.value("recv_deadline", StepKind::Value, Value::from(ms), move || {
+                now_millis() + ms
+            })
+        });
+        let (position, step_id) = self.ns.alloc(&format!("recv__{topic}"));
+        let ctx = self.clone();
+        let topic = topic.to_string();
+        async move {
+            let deadline = match deadline {
+                Some(d) => Some(d.await?),
+                None => None,
+            };
+            let spec = StepSpec {
+                kind: StepKind::Recv,
+                short: format!("recv__{topic}"),
+                name: topic.clone(),
+                input_hash: hash_of(&topic),
+                input: None,
+                policy: StepPolicy::default(),
+            };
+            let run = ctx.run.clone();
+            loop {
+                if let Some(r) = ctx.replay::<Option<Value>>(&spec, &position, &step_id)? {
+                    return match r? {
+                        Some(v) => Ok(Some(serde_json::from_value(v)?)),
+                        None => Ok(None),
+                    };
+                }
+                if run.cancel.load(Ordering::SeqCst) {
+                    return Err(WorkflowError::Cancelled(run.id.clone()));
+                }
+                let message = {
+                    let _g = InFlight::new(&run);
+                    run.store.next_message(&run.id, &topic).await?
+                };
+                let due = deadline.is_some_and(|d| now_millis() >= d);
+                if message.is_some() || due {
+                    let _g = InFlight::new(&run);
+                    let consume = message.as_ref().map(|m| m.seq);
+                    let payload = message.map(|m| m.payload);
+                    let record = StepRecord {
+                        position: position.clone(),
+                        step_id: step_id.clone(),
+                        kind: StepKind::Recv,
+                        name: topic.clone(),
+                        input_hash: spec.input_hash.clone(),
+                        input: None,
+                        output: Ok(serde_json::to_value(&payload)?),
+                        attempts: 1,
+                        started_at: now_millis(),
+                        duration_us: 0,
+                        seq: 0,
+                    };
+                    ctx.commit(record, consume).await?;
+                    return match payload {
+                        Some(v) => Ok(Some(serde_json::from_value(v)?)),
+                        None => Ok(None),
+                    };
+                }
+                // Nothing yet: wait in memory briefly when the deadline is near, else suspend
+                // until a message (or the deadline) wakes the workflow.
+                match deadline {
+                    Some(d) if d - now_millis() <= run.suspend_threshold.as_millis() as i64 => {
+                        let _g = InFlight::new(&run);
+                        let left = (d - now_millis()).clamp(0, 50) as u64;
+                        tokio::time::sleep(Duration::from_millis(left)).await;
+                    }
+                    _ => {
+                        run.request_suspend(deadline);
+                        futures::future::pending::<()>().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Start child workflow `W` with id `child_id` (idempotently) and wait for its output. The
+    /// child runs on any worker that registers `W`; the parent holds no memory while it waits.
+    pub fn child<W: Workflow>(
+        &self,
+        child_id: &str,
+        input: W::Input,
+    ) -> impl Future<Output = Result<W::Output, WorkflowError>> + Send + 'static {
+        let child_id = child_id.to_string();
+        let input = serde_json::to_value(&input).unwrap_or(Value::Null);
+        let store = self.run.store.clone();
+        let parent = self.run.id.clone();
+        let start_input = serde_json::json!({ "id": child_id, "workflow": W::NAME, "input": input });
+        let start = self.execute(
+            StepSpec {
+                kind: StepKind::Child,
+                short: format!("start_child__{}", W::NAME),
+                name: W::NAME.to_string(),
+                input_hash: hash_of(&start_input),
+                input: Some(start_input),
+                policy: StepPolicy::default(),
+            },
+            {
+                let child_id = child_id.clone();
+                move |_, _| {
+                let store = store.clone();
+                let new = NewWorkflow {
+                    id: child_id.clone(),
+                    name: W::NAME.to_string(),
+                    input: input.clone(),
+                    parent_id: Some(parent.clone()),
+                };
+                async move {
+                    match store.create_workflow(new).await {
+                        Ok(_) => Attempt::Ok(Value::Null),
+                        Err(e) => Attempt::Failed(StepError::retryable(e)),
+                    }
+                }
+            }},
+        );
+        let (position, step_id) = self.ns.alloc(&format!("child__{}", W::NAME));
+        let ctx = self.clone();
+        async move {
+            let _: Value = start.await?;
+            let spec = StepSpec {
+                kind: StepKind::Child,
+                short: format!("child__{}", W::NAME),
+                name: W::NAME.to_string(),
+                input_hash: hash_of(&child_id),
+                input: Some(Value::from(child_id.clone())),
+                policy: StepPolicy::default(),
+            };
+            let run = ctx.run.clone();
+            loop {
+                if let Some(r) = ctx.replay::<Value>(&spec, &position, &step_id)? {
+                    return Ok(serde_json::from_value(r?)?);
+                }
+                let record = {
+                    let _g = InFlight::new(&run);
+                    run.store.get_workflow(&child_id).await?
+                };
+                let Some(record) = record else {
+                    return Err(WorkflowError::Config(format!(
+                        "child workflow `{child_id}` does not exist"
+                    )));
+                };
+                if !record.status.is_terminal() {
+                    // The child's completion wakes this workflow; the timer is a safety net.
+                    run.request_suspend(Some(now_millis() + CHILD_POLL_MS));
+                    futures::future::pending::<()>().await;
+                    continue;
+                }
+                let output = match record.status {
+                    WorkflowStatus::Completed => Ok(record.output.clone().unwrap_or(Value::Null)),
+                    status => Err(StepFailure {
+                        message: format!(
+                            "child workflow `{child_id}` {status}: {}",
+                            error_text(record.output.as_ref())
+                        ),
+                        retryable: false,
+                    }),
+                };
+                let _g = InFlight::new(&run);
+                let step = StepRecord {
+                    position: position.clone(),
+                    step_id: step_id.clone(),
+                    kind: StepKind::Child,
+                    name: W::NAME.to_string(),
+                    input_hash: spec.input_hash.clone(),
+                    input: spec.input.clone(),
+                    output: output.clone(),
+                    attempts: 1,
+                    started_at: now_millis(),
+                    duration_us: 0,
+                    seq: 0,
+                };
+                ctx.commit(step, None).await?;
+                return match output {
+                    Ok(v) => Ok(serde_json::from_value(v)?),
+                    Err(f) => Err(WorkflowError::StepFailed {
+                        step: step_id,
+                        message: f.message,
+                        attempts: 1,
+                    }),
+                };
+            }
+        }
+    }
+}
+
+/// How often a parent waiting on a child re-checks it, should the child's wake-up be missed.
+const CHILD_POLL_MS: i64 = 5_000;
+
+/// The error text of a failed workflow's stored output.
+pub(crate) fn error_text(output: Option<&Value>) -> String {
+    match output {
+        Some(Value::Object(m)) => m
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| Value::Object(m.clone()).to_string()),
+        Some(v) => v.to_string(),
+        None => "no error recorded".to_string(),
+    }
+}
+
+/// Wait until `wake_at`: in memory when it is near, else by suspending the run.
+async fn wait_until(run: &RunShared, wake_at: Millis) {
+    loop {
+        let left = wake_at - now_millis();
+        if left <= 0 {
+            return;
+        }
+        if left <= run.suspend_threshold.as_millis() as i64 {
+            let _g = InFlight::new(run);
+            tokio::time::sleep(Duration::from_millis(left as u64)).await;
+            return;
+        }
+        run.request_suspend(Some(wake_at));
+        futures::future::pending::<()>().await;
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}

@@ -1,0 +1,223 @@
+//! The engine: a store plus the client operations (start, wait, send, cancel, inspect).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::ctx::error_text;
+use crate::error::WorkflowError;
+use crate::store::{
+    AttemptRecord, Created, ListFilter, NewWorkflow, StepRecord, Store, WorkflowRecord,
+    WorkflowStatus, WorkflowSummary,
+};
+use crate::worker::WorkerBuilder;
+use crate::workflow::Workflow;
+
+/// A durable engine over a [`Store`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    wake: Arc<Notify>,
+    changed: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Engine")
+    }
+}
+
+/// A workflow's whole history: its record, its journal and its failed attempts.
+#[derive(Debug, Clone, Serialize)]
+pub struct History {
+    /// The workflow.
+    pub workflow: WorkflowRecord,
+    /// The journal, in commit order.
+    pub steps: Vec<StepRecord>,
+    /// Failed attempts (retries).
+    pub attempts: Vec<AttemptRecord>,
+}
+
+impl Engine {
+    /// An engine over `store`.
+    pub fn new(store: impl Store) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// An engine over a shared store.
+    pub fn from_arc(store: Arc<dyn Store>) -> Self {
+        Engine {
+            store,
+            wake: Arc::new(Notify::new()),
+            changed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn wake_handle(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    pub(crate) fn notify_changed(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// Build a worker that runs workflows of this engine.
+    pub fn worker(&self) -> WorkerBuilder {
+        WorkerBuilder::new(self.clone())
+    }
+
+    /// Start workflow `W` as `id`. Idempotent: if `id` exists already (running or finished), it
+    /// is not started again, and the handle refers to it.
+    pub async fn start<W: Workflow>(
+        &self,
+        id: &str,
+        input: W::Input,
+    ) -> Result<WorkflowHandle<W>, WorkflowError> {
+        let created = self
+            .store
+            .create_workflow(NewWorkflow {
+                id: id.to_string(),
+                name: W::NAME.to_string(),
+                input: serde_json::to_value(input)?,
+                parent_id: None,
+            })
+            .await?;
+        if let Created::Existing(rec) = &created
+            && rec.name != W::NAME
+        {
+            return Err(WorkflowError::Config(format!(
+                "workflow id `{id}` is taken by a `{}` workflow, not `{}`",
+                rec.name,
+                W::NAME
+            )));
+        }
+        self.wake.notify_one();
+        Ok(self.handle(id))
+    }
+
+    /// A handle to workflow `id` (it need not exist yet).
+    pub fn handle<W: Workflow>(&self, id: &str) -> WorkflowHandle<W> {
+        WorkflowHandle {
+            engine: self.clone(),
+            id: id.to_string(),
+            _w: PhantomData,
+        }
+    }
+
+    /// Put a message on `topic` in workflow `id`'s mailbox, waking it if it waits.
+    pub async fn send(
+        &self,
+        id: &str,
+        topic: &str,
+        payload: impl Serialize,
+    ) -> Result<(), WorkflowError> {
+        if self.store.get_workflow(id).await?.is_none() {
+            return Err(WorkflowError::Config(format!("no workflow `{id}`")));
+        }
+        self.store
+            .send(id, topic, serde_json::to_value(payload)?)
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Cancel workflow `id`: at once if it is not running, else at its next step.
+    pub async fn cancel(&self, id: &str) -> Result<WorkflowStatus, WorkflowError> {
+        let s = self.store.request_cancel(id).await?;
+        self.wake.notify_one();
+        self.changed.notify_waiters();
+        Ok(s)
+    }
+
+    /// Workflows, newest first.
+    pub async fn list(&self, filter: ListFilter) -> Result<Vec<WorkflowSummary>, WorkflowError> {
+        Ok(self.store.list_workflows(filter).await?)
+    }
+
+    /// The history of workflow `id`.
+    pub async fn history(&self, id: &str) -> Result<History, WorkflowError> {
+        let workflow = self
+            .store
+            .get_workflow(id)
+            .await?
+            .ok_or_else(|| WorkflowError::Config(format!("no workflow `{id}`")))?;
+        Ok(History {
+            workflow,
+            steps: self.store.load_journal(id).await?,
+            attempts: self.store.load_attempts(id).await?,
+        })
+    }
+
+    async fn wait_terminal(&self, id: &str) -> Result<WorkflowRecord, WorkflowError> {
+        loop {
+            let changed = self.changed.notified();
+            let rec = self
+                .store
+                .get_workflow(id)
+                .await?
+                .ok_or_else(|| WorkflowError::Config(format!("no workflow `{id}`")))?;
+            if rec.status.is_terminal() {
+                return Ok(rec);
+            }
+            // Woken at once by a local worker; polled for workers in other processes.
+            let _ = tokio::time::timeout(Duration::from_millis(100), changed).await;
+        }
+    }
+}
+
+/// A typed handle to one workflow.
+pub struct WorkflowHandle<W> {
+    engine: Engine,
+    id: String,
+    _w: PhantomData<fn() -> W>,
+}
+
+impl<W> Clone for WorkflowHandle<W> {
+    fn clone(&self) -> Self {
+        WorkflowHandle {
+            engine: self.engine.clone(),
+            id: self.id.clone(),
+            _w: PhantomData,
+        }
+    }
+}
+
+impl<W: Workflow> WorkflowHandle<W> {
+    /// The workflow id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The current status, or `None` if no such workflow exists.
+    pub async fn status(&self) -> Result<Option<WorkflowStatus>, WorkflowError> {
+        Ok(self
+            .engine
+            .store
+            .get_workflow(&self.id)
+            .await?
+            .map(|r| r.status))
+    }
+
+    /// Wait for the workflow to finish and return its output. Some worker must be running it.
+    pub async fn result(&self) -> Result<W::Output, WorkflowError> {
+        let rec = self.engine.wait_terminal(&self.id).await?;
+        match rec.status {
+            WorkflowStatus::Completed => Ok(serde_json::from_value(
+                rec.output.unwrap_or(serde_json::Value::Null),
+            )?),
+            WorkflowStatus::Cancelled => Err(WorkflowError::Cancelled(self.id.clone())),
+            _ => Err(WorkflowError::Remote {
+                id: self.id.clone(),
+                message: error_text(rec.output.as_ref()),
+            }),
+        }
+    }
+}
