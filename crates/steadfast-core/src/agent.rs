@@ -235,29 +235,23 @@ where
     ///
     /// The run's identity is taken when this is called, not when the future is first polled, so
     /// runs started side by side keep their ids on replay.
-    pub fn run_in<'s, S: Scope + ?Sized>(
+    pub fn run_in<'s, S: Scope + Sync + ?Sized>(
         &'s self,
         scope: &'s S,
         prompt: impl Into<String>,
         deps: impl Into<Arc<D>>,
-    ) -> impl Future<Output = Result<RunResult<O>, AgentError>> + Send + 's
-    where
-        S: Sync,
-    {
+    ) -> impl Future<Output = Result<RunResult<O>, AgentError>> + Send + 's {
         self.run_in_with(scope, prompt, deps, RunOptions::default())
     }
 
     /// [`Agent::run_in`] with options.
-    pub fn run_in_with<'s, S: Scope + ?Sized>(
+    pub fn run_in_with<'s, S: Scope + Sync + ?Sized>(
         &'s self,
         scope: &'s S,
         prompt: impl Into<String>,
         deps: impl Into<Arc<D>>,
         options: RunOptions,
-    ) -> impl Future<Output = Result<RunResult<O>, AgentError>> + Send + 's
-    where
-        S: Sync,
-    {
+    ) -> impl Future<Output = Result<RunResult<O>, AgentError>> + Send + 's {
         let driver = scope.driver().child(&self.inner.name);
         let prompt = prompt.into();
         let deps = deps.into();

@@ -98,7 +98,7 @@ impl<O: DeserializeOwned + JsonSchema> OutputSpec<O> {
     pub(crate) fn parse_tool_args(&self, args: &str) -> Result<O, String> {
         let text = if args.trim().is_empty() { "{}" } else { args };
         let v: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-        self.from_value(v)
+        self.decode(v)
     }
 
     /// Parse text: as JSON in native mode, as a string in text mode.
@@ -110,12 +110,12 @@ impl<O: DeserializeOwned + JsonSchema> OutputSpec<O> {
                 let body = strip_fences(text);
                 let v: Value =
                     serde_json::from_str(body).map_err(|e| format!("invalid JSON: {e}"))?;
-                self.from_value(v)
+                self.decode(v)
             }
         }
     }
 
-    fn from_value(&self, v: Value) -> Result<O, String> {
+    fn decode(&self, v: Value) -> Result<O, String> {
         let v = if self.wrapped {
             match v {
                 Value::Object(mut m) if m.contains_key("response") => {

@@ -146,7 +146,7 @@ fn example_at(root: &Value, schema: &Value, seed: u64, depth: usize) -> Value {
             let min = schema.get("minimum").and_then(Value::as_f64).unwrap_or(0.0);
             Value::from(min.max(0.0) + (seed % 3) as f64)
         }
-        "boolean" => Value::Bool(seed % 2 == 0),
+        "boolean" => Value::Bool(seed.is_multiple_of(2)),
         "null" => Value::Null,
         _ => Value::String(["a", "b", "c"][(seed % 3) as usize].to_string()),
     }

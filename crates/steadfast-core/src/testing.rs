@@ -201,7 +201,7 @@ impl TestModel {
             OutputMode::Tool => {
                 let tool = params.output_tools.first();
                 let args = match (&self.custom_output, tool) {
-                    (Some(v), Some(t)) if t.parameters.get("properties").and_then(|p| p.get("response")).is_some() && !v.get("response").is_some() => {
+                    (Some(v), Some(t)) if t.parameters.get("properties").and_then(|p| p.get("response")).is_some() && v.get("response").is_none() => {
                         serde_json::json!({ "response": v })
                     }
                     (Some(v), _) => v.clone(),

@@ -95,7 +95,7 @@ impl ClientConfig {
 #[derive(Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
-    provider: &'static str,
+    provider: String,
     /// The configuration.
     pub config: ClientConfig,
 }
@@ -178,21 +178,26 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 impl HttpClient {
     /// A client for `provider` with `config`.
-    pub fn new(provider: &'static str, config: ClientConfig) -> Result<Self, ModelError> {
+    pub fn new(provider: impl Into<String>, config: ClientConfig) -> Result<Self, ModelError> {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .build()
             .map_err(|e| ModelError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(HttpClient {
             client,
-            provider,
+            provider: provider.into(),
             config,
         })
     }
 
-    /// The provider's name.
-    pub fn provider(&self) -> &'static str {
-        self.provider
+    /// The provider's name, used in every error this client reports.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// Report errors under another provider name (a compatible server or gateway).
+    pub fn set_provider(&mut self, provider: &str) {
+        self.provider = provider.to_string();
     }
 
     /// `base_url` + `path`.
@@ -203,12 +208,12 @@ impl HttpClient {
     fn map_send_error(&self, e: reqwest::Error, timeout: Duration) -> ModelError {
         if e.is_timeout() {
             ModelError::Timeout {
-                provider: self.provider.to_string(),
+                provider: self.provider.clone(),
                 timeout,
             }
         } else {
             ModelError::Connection {
-                provider: self.provider.to_string(),
+                provider: self.provider.clone(),
                 message: error_chain(&e),
             }
         }
@@ -241,17 +246,23 @@ impl HttpClient {
         for (k, v) in headers {
             req = req.header(*k, v.as_str());
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.map_send_error(e, self.config.timeout))?;
+        // A streamed request has no whole-body timeout, but waiting for its headers is bounded.
+        let resp = match tokio::time::timeout(self.config.timeout, req.send()).await {
+            Ok(r) => r.map_err(|e| self.map_send_error(e, self.config.timeout))?,
+            Err(_) => {
+                return Err(ModelError::Timeout {
+                    provider: self.provider.clone(),
+                    timeout: self.config.timeout,
+                });
+            }
+        };
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(resp);
         }
         let ra = retry_after(resp.headers());
         let text = resp.text().await.unwrap_or_default();
-        Err(error_from_response(self.provider, status, ra, &text))
+        Err(error_from_response(&self.provider, status, ra, &text))
     }
 
     async fn send_with_retries(
@@ -267,7 +278,7 @@ impl HttpClient {
                 Ok(r) => return Ok(r),
                 Err(e) => match self.backoff(attempt, &e) {
                     Some(d) => {
-                        tracing::debug!(provider = self.provider, attempt, delay = ?d, error = %e, "retrying model request");
+                        tracing::debug!(provider = %self.provider, attempt, delay = ?d, error = %e, "retrying model request");
                         tokio::time::sleep(d).await;
                     }
                     None => return Err(e),
@@ -293,7 +304,7 @@ impl HttpClient {
                     .await
                     .map_err(|e| self.map_send_error(e, self.config.timeout))?;
                 serde_json::from_slice::<Value>(&bytes).map_err(|e| ModelError::InvalidResponse {
-                    provider: self.provider.to_string(),
+                    provider: self.provider.clone(),
                     message: format!("the body is not JSON ({e})"),
                 })
             }
@@ -321,7 +332,7 @@ impl HttpClient {
         body: &Value,
     ) -> Result<impl Stream<Item = Result<SseEvent, ModelError>> + Send + 'static, ModelError> {
         let resp = self.send_with_retries(url, headers, body, true).await?;
-        let provider = self.provider;
+        let provider = self.provider.clone();
         let timeout = self.config.timeout;
         Ok(sse_events(resp.bytes_stream(), provider, timeout))
     }
@@ -330,46 +341,57 @@ impl HttpClient {
 /// Turn a byte stream into SSE events; an idle gap longer than `idle_timeout` ends it with an error.
 fn sse_events<S>(
     bytes: S,
-    provider: &'static str,
+    provider: String,
     idle_timeout: Duration,
 ) -> impl Stream<Item = Result<SseEvent, ModelError>> + Send + 'static
 where
     S: Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
 {
-    let state = (Box::pin(bytes), SseParser::new(), std::collections::VecDeque::new(), false);
-    futures::stream::unfold(state, move |(mut bytes, mut parser, mut queue, mut done)| async move {
-        loop {
-            if let Some(ev) = queue.pop_front() {
-                return Some((Ok(ev), (bytes, parser, queue, done)));
-            }
-            if done {
-                return None;
-            }
-            match tokio::time::timeout(idle_timeout, bytes.next()).await {
-                Err(_) => {
-                    done = true;
-                    let err = ModelError::Timeout {
-                        provider: provider.to_string(),
-                        timeout: idle_timeout,
-                    };
-                    return Some((Err(err), (bytes, parser, queue, done)));
+    let state = (
+        Box::pin(bytes),
+        SseParser::new(),
+        std::collections::VecDeque::new(),
+        false,
+    );
+    futures::stream::unfold(
+        state,
+        move |(mut bytes, mut parser, mut queue, mut done)| {
+            let provider = provider.clone();
+            async move {
+                loop {
+                    if let Some(ev) = queue.pop_front() {
+                        return Some((Ok(ev), (bytes, parser, queue, done)));
+                    }
+                    if done {
+                        return None;
+                    }
+                    match tokio::time::timeout(idle_timeout, bytes.next()).await {
+                        Err(_) => {
+                            done = true;
+                            let err = ModelError::Timeout {
+                                provider: provider.clone(),
+                                timeout: idle_timeout,
+                            };
+                            return Some((Err(err), (bytes, parser, queue, done)));
+                        }
+                        Ok(Some(Ok(chunk))) => queue.extend(parser.feed(&chunk)),
+                        Ok(Some(Err(e))) => {
+                            done = true;
+                            let err = ModelError::Connection {
+                                provider: provider.clone(),
+                                message: format!("the stream broke: {}", error_chain(&e)),
+                            };
+                            return Some((Err(err), (bytes, parser, queue, done)));
+                        }
+                        Ok(None) => {
+                            done = true;
+                            queue.extend(parser.finish());
+                        }
+                    }
                 }
-                Ok(Some(Ok(chunk))) => queue.extend(parser.feed(&chunk)),
-                Ok(Some(Err(e))) => {
-                    done = true;
-                    let err = ModelError::Connection {
-                        provider: provider.to_string(),
-                        message: format!("the stream broke: {}", error_chain(&e)),
-                    };
-                    return Some((Err(err), (bytes, parser, queue, done)));
-                }
-                Ok(None) => {
-                    done = true;
-                    queue.extend(parser.finish());
-                }
             }
-        }
-    })
+        },
+    )
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -387,7 +409,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 pub fn event_json(provider: &str, ev: &SseEvent) -> Result<Value, ModelError> {
     serde_json::from_str(ev.data.trim()).map_err(|e| ModelError::InvalidResponse {
         provider: provider.to_string(),
-        message: format!("a stream event is not JSON ({e}): {}", truncate(&ev.data, 200)),
+        message: format!(
+            "a stream event is not JSON ({e}): {}",
+            truncate(&ev.data, 200)
+        ),
     })
 }
 

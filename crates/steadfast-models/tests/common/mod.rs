@@ -85,7 +85,10 @@ impl RecordedResponse {
         if let Some(v) = &self.parsed_body {
             return serde_json::to_vec(v).unwrap();
         }
-        self.body.as_ref().map(|b| b.string.clone().into_bytes()).unwrap_or_default()
+        self.body
+            .as_ref()
+            .map(|b| b.string.clone().into_bytes())
+            .unwrap_or_default()
     }
 
     pub fn content_type(&self) -> String {
@@ -184,7 +187,13 @@ impl MockServer {
 
     /// Serve every exchange of a cassette, in order.
     pub async fn for_cassette(c: &Cassette) -> MockServer {
-        Self::start(c.interactions.iter().map(|i| Canned::from(&i.response)).collect()).await
+        Self::start(
+            c.interactions
+                .iter()
+                .map(|i| Canned::from(&i.response))
+                .collect(),
+        )
+        .await
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -196,10 +205,18 @@ impl MockServer {
     }
 }
 
-async fn handle(State(state): State<ServerState>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(state): State<ServerState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     state.received.lock().unwrap().push(Received {
-        path_and_query: uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        path_and_query: uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
         headers,
         body: parsed,
     });
@@ -238,7 +255,11 @@ pub fn assert_json_subset(expected: &Value, actual: &Value, path: &str) {
             }
         }
         (Value::Array(e), Value::Array(a)) => {
-            assert_eq!(e.len(), a.len(), "length of `{path}` differs:\nexpected {expected}\nactual {actual}");
+            assert_eq!(
+                e.len(),
+                a.len(),
+                "length of `{path}` differs:\nexpected {expected}\nactual {actual}"
+            );
             for (i, (ev, av)) in e.iter().zip(a).enumerate() {
                 assert_json_subset(ev, av, &format!("{path}[{i}]"));
             }
