@@ -142,6 +142,9 @@ if pid="$(running_pid)"; then
         emit "$old_port"
         exit 0
     fi
+    if [[ -n "${STEADFAST_LLM_PORT:-}" && "$STEADFAST_LLM_PORT" != "$old_port" ]] && ! port_free "$STEADFAST_LLM_PORT"; then
+        die "127.0.0.1:$STEADFAST_LLM_PORT is already in use (unset STEADFAST_LLM_PORT to pick a free port)"
+    fi
     log "stopping the running server (pid $pid, port ${old_port:-?}): other port requested or unhealthy"
     bash "$HERE/llm-server-stop.sh" >&2
 fi

@@ -94,6 +94,7 @@ async fn plain_text_run() {
     let result = bounded(agent.run("What is the capital of France?", ()))
         .await
         .expect("the run succeeds");
+    eprintln!("output: {:?}, usage: {:?}", result.output, result.usage);
 
     assert!(!result.output.trim().is_empty(), "empty text output");
     let u = &result.usage;
@@ -121,6 +122,7 @@ async fn streamed_text_run() {
     )
     .await
     .expect("the streamed run succeeds");
+    eprintln!("deltas: {deltas:?}, usage: {:?}", result.usage);
 
     let non_empty = deltas.iter().filter(|d| !d.is_empty()).count();
     assert!(
@@ -182,6 +184,7 @@ async fn native_structured_output() {
     let result = bounded(agent.run("Describe the city of Paris, in France.", ()))
         .await
         .expect("the run succeeds with a typed City");
+    eprintln!("output: {:?}, usage: {:?}", result.output, result.usage);
 
     let city: &City = &result.output;
     assert!(
@@ -219,6 +222,7 @@ async fn rejected_output_goes_back_to_the_model() {
     let result = bounded(agent.run("Describe the city of Paris, in France.", ()))
         .await
         .expect("the run succeeds after the retry");
+    eprintln!("output: {:?}, usage: {:?}", result.output, result.usage);
 
     assert!(
         calls.load(Ordering::SeqCst) >= 2,
