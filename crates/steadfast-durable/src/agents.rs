@@ -86,12 +86,12 @@ impl Driver for DurableDriver {
     }
 }
 
-fn call_model_owned<'m>(
-    model: &'m dyn steadfast_core::Model,
+async fn call_model_owned(
+    model: &dyn steadfast_core::Model,
     messages: Vec<steadfast_core::Message>,
     params: steadfast_core::ModelRequestParams,
     settings: steadfast_core::ModelSettings,
     events: Option<steadfast_core::driver::EventSink>,
-) -> impl std::future::Future<Output = Result<ModelResponse, steadfast_core::ModelError>> + Send + 'm {
-    async move { call_model(model, &messages, &params, &settings, events.as_ref()).await }
+) -> Result<ModelResponse, steadfast_core::ModelError> {
+    call_model(model, &messages, &params, &settings, events.as_ref()).await
 }

@@ -1,0 +1,68 @@
+//! # Steadfast: durable AI agents in Rust
+//!
+//! Write an agent as plain async Rust: a model, instructions, typed tools and a typed output.
+//! Run it plainly, or inside a [`Workflow`] where every model request and tool call is a
+//! journaled step, so a killed process resumes by workflow id without redoing finished work.
+//!
+//! ```no_run
+//! use steadfast::prelude::*;
+//!
+//! # async fn demo() -> anyhow::Result<()> {
+//! steadfast::install_providers();
+//! let agent = Agent::<(), String>::builder("assistant")
+//!     .model("openai:gpt-4.1-mini")
+//!     .instructions("Answer in one sentence.")
+//!     .build()?;
+//! let result = agent.run("What is durable execution?", ()).await?;
+//! println!("{} (${:.5})", result.output, result.usage.cost_usd);
+//! # Ok(()) }
+//! ```
+//!
+//! Features: `models` (default: all providers), `durable`, `sqlite` (default: the embedded
+//! engine).
+
+pub use steadfast_core::*;
+
+/// Model providers.
+#[cfg(feature = "models")]
+pub use steadfast_models as models;
+#[cfg(feature = "models")]
+pub use steadfast_models::{
+    AnthropicModel, ClientConfig, GeminiModel, OpenAIChatModel, OpenAIResponsesModel,
+};
+
+/// Install the standard resolver so agents accept `"provider:model"` strings. Idempotent.
+#[cfg(feature = "models")]
+pub fn install_providers() {
+    steadfast_models::install();
+}
+
+/// The durable engine.
+#[cfg(feature = "durable")]
+pub use steadfast_durable as durable;
+#[cfg(feature = "durable")]
+pub use steadfast_durable::{
+    Engine, History, MemoryStore, StepCtx, StepError, StepEvent, StepEventKind, StepKind, Store, Worker,
+    WorkerBuilder, WorkerConfig, Workflow, WorkflowCtx, WorkflowError, WorkflowHandle,
+    WorkflowStatus,
+};
+
+/// The embedded SQLite store.
+#[cfg(feature = "sqlite")]
+pub use steadfast_sqlite::{SqliteOptions, SqliteStore};
+
+/// Open (or create) a SQLite database file and return an engine over it.
+#[cfg(feature = "sqlite")]
+pub fn sqlite_engine(path: impl AsRef<std::path::Path>) -> Result<Engine, steadfast_durable::StoreError> {
+    Ok(Engine::new(SqliteStore::open(path.as_ref())?))
+}
+
+/// The common imports.
+pub mod prelude {
+    pub use steadfast_core::{
+        Agent, AgentError, Message, ModelResponse, OutputMode, RetryPolicy, RunResult, StepPolicy,
+        Tool, ToolCtx, ToolError, Usage, UsageLimits,
+    };
+    #[cfg(feature = "durable")]
+    pub use steadfast_durable::{Engine, StepError, Workflow, WorkflowCtx, WorkflowError};
+}
