@@ -14,12 +14,16 @@ fn host() -> String {
         .replace(':', "_")
 }
 
-/// The start time of process `pid` in clock ticks since boot (Linux), to tell a live process
-/// from a later one that reused its pid.
+/// The start time of live process `pid` in clock ticks since boot (Linux), to tell a live
+/// process from a later one that reused its pid. A zombie (killed, not yet reaped) is not live.
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = after.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 static NONCE: AtomicU64 = AtomicU64::new(0);

@@ -41,7 +41,7 @@ struct Args {
     #[arg(long, default_value_t = 0.1)]
     failure_rate: f64,
     /// Seed of the simulated failures.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 4)]
     seed: u64,
     /// The questioner's model, `provider:model` (default: from the API keys set, else scripted).
     #[arg(long)]
