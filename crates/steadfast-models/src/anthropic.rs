@@ -114,7 +114,7 @@ impl AnthropicModel {
         }
         match &self.http.config.api_key {
             Some(key) => headers.push(("x-api-key", key.clone())),
-            None if is_official_host(&self.http.config.base_url)
+            None if self.http.config.is_host(OFFICIAL_HOST)
                 && !configured("x-api-key")
                 && !configured("authorization") =>
             {
@@ -129,16 +129,6 @@ impl AnthropicModel {
         }
         Ok(headers)
     }
-}
-
-fn is_official_host(base_url: &str) -> bool {
-    let rest = base_url
-        .split_once("://")
-        .map_or(base_url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or(authority);
-    let host = host.split(':').next().unwrap_or(host);
-    host.eq_ignore_ascii_case(OFFICIAL_HOST)
 }
 
 impl Model for AnthropicModel {
@@ -907,10 +897,12 @@ mod tests {
 
     #[test]
     fn official_host_detection() {
-        assert!(is_official_host("https://api.anthropic.com"));
-        assert!(is_official_host("https://API.anthropic.com:443/"));
-        assert!(!is_official_host("http://127.0.0.1:8080"));
-        assert!(!is_official_host("https://api.anthropic.com.example.org"));
+        let is = |url: &str| ClientConfig::new(url).is_host(OFFICIAL_HOST);
+        assert!(is("https://api.anthropic.com"));
+        assert!(is("https://API.anthropic.com:443/"));
+        assert!(is("https://user@api.anthropic.com/v1"));
+        assert!(!is("http://127.0.0.1:8080"));
+        assert!(!is("https://api.anthropic.com.example.org"));
     }
 
     #[test]

@@ -72,6 +72,18 @@ impl ClientConfig {
         c
     }
 
+    /// Whether the base URL's host is `host` (case-insensitive; scheme, user info, port and path
+    /// ignored). Providers use it to insist on a key only for their official endpoint.
+    pub fn is_host(&self, host: &str) -> bool {
+        let rest = self
+            .base_url
+            .split_once("://")
+            .map_or(self.base_url.as_str(), |(_, rest)| rest);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let h = authority.rsplit('@').next().unwrap_or(authority);
+        h.split(':').next().unwrap_or(h).eq_ignore_ascii_case(host)
+    }
+
     /// The same configuration with an API key.
     pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(key.into());

@@ -105,25 +105,13 @@ impl OpenAIResponsesModel {
     fn headers(&self) -> Result<Vec<(&'static str, String)>, ModelError> {
         match &self.client.config.api_key {
             Some(key) => Ok(vec![("authorization", format!("Bearer {key}"))]),
-            None if is_official(&self.client.config.base_url) => Err(ModelError::Config(format!(
+            None if self.client.config.is_host(OFFICIAL_HOST) => Err(ModelError::Config(format!(
                 "no API key for {}: set OPENAI_API_KEY, or give the ClientConfig a key",
                 self.client.config.base_url
             ))),
             None => Ok(Vec::new()),
         }
     }
-}
-
-/// Whether `base_url` points at the official OpenAI API.
-fn is_official(base_url: &str) -> bool {
-    let lower = base_url.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"))
-        .unwrap_or(&lower);
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host.split(':').next().unwrap_or(host);
-    host == OFFICIAL_HOST
 }
 
 impl Model for OpenAIResponsesModel {
