@@ -238,20 +238,16 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill {sig} {pid}");
 }
 
-/// Rounds of the paused-worker scenario: the bug it shows needs the pause to fall between a
-/// commit and the next step, which happens in one round in four to ten.
-const PAUSE_ROUNDS: usize = 20;
+/// Rounds of the paused-worker scenario: the failure it guards against needs the pause to fall
+/// between a commit and the next step, which happens in one round in four to ten.
+const PAUSE_ROUNDS: usize = 10;
 
 /// A worker that is paused (SIGSTOP: a VM freeze, a stall) for longer than its lease loses its
 /// workflows to the other worker. When it wakes up (SIGCONT) it must not run steps that the other
 /// worker has completed meanwhile.
-///
-/// Ignored: it fails with the engine as it is. The woken worker carries on with its in-memory
-/// runs and starts their next steps before it learns (at its next renewal or commit) that its
-/// leases are gone, so a step the other worker has already executed and committed runs again.
-/// Run it with `cargo test -p steadfast-crashtest --test two_workers -- --ignored`.
+/// The engine refuses to start a step once the run's lease may have expired, so the woken worker
+/// stops instead of repeating the other worker's steps.
 #[test]
-#[ignore = "engine bug: a worker woken after its lease expired starts steps that another worker completed"]
 fn a_paused_worker_does_not_repeat_completed_steps() {
     let rt = runtime();
     let scratch = Scratch::new("paused");

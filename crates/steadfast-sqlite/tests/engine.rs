@@ -15,8 +15,8 @@ use steadfast_core::{
     ToolCtx,
 };
 use steadfast_durable::{
-    Engine, MemoryStore, StepError, StepKind, Store, Workflow, WorkflowCtx, WorkflowError,
-    WorkflowStatus, WorkerConfig,
+    Engine, MemoryStore, StepError, StepKind, Store, WorkerConfig, Workflow, WorkflowCtx,
+    WorkflowError, WorkflowStatus,
 };
 use steadfast_sqlite::SqliteStore;
 
@@ -98,7 +98,11 @@ struct Counter {
 fn agent(counter: Arc<Counter>) -> Agent<(), String> {
     let c = counter.clone();
     let model = FunctionModel::new(move |messages: &[Message], _| {
-        *c.requests.lock().unwrap().entry(messages.len()).or_default() += 1;
+        *c.requests
+            .lock()
+            .unwrap()
+            .entry(messages.len())
+            .or_default() += 1;
         let tool_returns = messages
             .iter()
             .filter_map(Message::as_request)
@@ -117,7 +121,11 @@ fn agent(counter: Arc<Counter>) -> Agent<(), String> {
             let counter = counter.clone();
             async move {
                 counter.tools.fetch_add(1, Ordering::SeqCst);
-                assert!(ctx.idempotency_key.contains("tool__lookup#"), "{}", ctx.idempotency_key);
+                assert!(
+                    ctx.idempotency_key.contains("tool__lookup#"),
+                    "{}",
+                    ctx.idempotency_key
+                );
                 Ok(format!("value of {}", a.key))
             }
         }))
@@ -147,9 +155,14 @@ async fn agent_steps_are_journaled_and_replayed(store: Arc<dyn Store>) {
     let worker = engine
         .worker()
         .config(fast())
-        .workflow(Research { agent: agent(counter.clone()) })
+        .workflow(Research {
+            agent: agent(counter.clone()),
+        })
         .start();
-    let h = engine.start::<Research>("r-1", "find".into()).await.unwrap();
+    let h = engine
+        .start::<Research>("r-1", "find".into())
+        .await
+        .unwrap();
     // Wait until it is suspended on `recv`: 4 model requests and 3 tools are journaled.
     wait_status(&engine, "r-1", WorkflowStatus::Suspended).await;
     worker.shutdown().await;
@@ -176,7 +189,9 @@ async fn agent_steps_are_journaled_and_replayed(store: Arc<dyn Store>) {
     let worker = engine
         .worker()
         .config(fast())
-        .workflow(Research { agent: agent(counter.clone()) })
+        .workflow(Research {
+            agent: agent(counter.clone()),
+        })
         .on_step(move |e| {
             if e.event == steadfast_durable::StepEventKind::Replayed {
                 r2.fetch_add(1, Ordering::SeqCst);
@@ -189,7 +204,10 @@ async fn agent_steps_are_journaled_and_replayed(store: Arc<dyn Store>) {
     assert_eq!(requests, 4, "usage survives replay");
     assert_eq!(counter.tools.load(Ordering::SeqCst), 3, "no tool ran twice");
     let per_turn = counter.requests.lock().unwrap().clone();
-    assert!(per_turn.values().all(|n| *n == 1), "a model request ran twice: {per_turn:?}");
+    assert!(
+        per_turn.values().all(|n| *n == 1),
+        "a model request ran twice: {per_turn:?}"
+    );
     assert!(replays.load(Ordering::SeqCst) >= 7);
     worker.shutdown().await;
 }
@@ -218,26 +236,41 @@ impl Workflow for TwoSteps {
     type Output = String;
     async fn run(&self, ctx: &WorkflowCtx, _: ()) -> Result<String, WorkflowError> {
         let (a, b) = if self.swapped { ("b", "a") } else { ("a", "b") };
-        let x: String = ctx.step(a, &(), |_| async { Ok::<_, StepError>("x".to_string()) }).await?;
+        let x: String = ctx
+            .step(a, &(), |_| async { Ok::<_, StepError>("x".to_string()) })
+            .await?;
         let _: Option<()> = ctx.recv("go", None).await?;
-        let y: String = ctx.step(b, &(), |_| async { Ok::<_, StepError>("y".to_string()) }).await?;
+        let y: String = ctx
+            .step(b, &(), |_| async { Ok::<_, StepError>("y".to_string()) })
+            .await?;
         Ok(x + &y)
     }
 }
 
 async fn changed_code_is_a_non_determinism_error(store: Arc<dyn Store>) {
     let engine = Engine::from_arc(store);
-    let w = engine.worker().config(fast()).workflow(TwoSteps { swapped: false }).start();
+    let w = engine
+        .worker()
+        .config(fast())
+        .workflow(TwoSteps { swapped: false })
+        .start();
     let h = engine.start::<TwoSteps>("nd", ()).await.unwrap();
     wait_status(&engine, "nd", WorkflowStatus::Suspended).await;
     w.shutdown().await;
     let before = engine.history("nd").await.unwrap().steps;
 
-    let w = engine.worker().config(fast()).workflow(TwoSteps { swapped: true }).start();
+    let w = engine
+        .worker()
+        .config(fast())
+        .workflow(TwoSteps { swapped: true })
+        .start();
     engine.send("nd", "go", ()).await.unwrap();
     let err = h.result().await.unwrap_err().to_string();
     assert!(err.contains("non-determinism"), "{err}");
-    assert!(err.contains("step `a`") && err.contains("step `b`"), "names both steps: {err}");
+    assert!(
+        err.contains("holds `a` (kind step") && err.contains("asks for `b` (kind step"),
+        "names both steps: {err}"
+    );
     let after = engine.history("nd").await.unwrap().steps;
     assert_eq!(before, after, "the history is left intact");
     w.shutdown().await;
@@ -338,10 +371,16 @@ async fn start_is_idempotent(store: Arc<dyn Store>) {
     let h3 = engine.start::<Once>(&id, "c".into()).await.unwrap();
     assert_eq!(h3.result().await.unwrap(), "ran");
     assert_eq!(IDEMPOTENT_RUNS.load(Ordering::SeqCst) - before, 1);
-    assert_eq!(engine.history(&id).await.unwrap().workflow.input, json!("a"));
+    assert_eq!(
+        engine.history(&id).await.unwrap().workflow.input,
+        json!("a")
+    );
     // The same id for another workflow type is refused.
     let err = engine.start::<Sleeper>(&id, 1).await.err().unwrap();
-    assert!(err.to_string().contains("taken by a `once` workflow"), "{err}");
+    assert!(
+        err.to_string().contains("taken by a `once` workflow"),
+        "{err}"
+    );
     w.shutdown().await;
 }
 
@@ -366,7 +405,10 @@ impl Workflow for Flaky {
                     return Err(StepError::fatal("bad request: the key is wrong"));
                 }
                 if fails.fetch_add(1, Ordering::SeqCst) < 3 {
-                    Err(StepError::retryable(format!("503 on attempt {}", sc.attempt)))
+                    Err(StepError::retryable(format!(
+                        "503 on attempt {}",
+                        sc.attempt
+                    )))
                 } else {
                     Ok(sc.attempt)
                 }
@@ -382,20 +424,43 @@ async fn retries_follow_the_policy_and_failures_fail_the_workflow(store: Arc<dyn
     let w = engine
         .worker()
         .config(fast())
-        .workflow(Flaky { fails: fails.clone() })
+        .workflow(Flaky {
+            fails: fails.clone(),
+        })
         .start();
-    let attempt = engine.start::<Flaky>("fl", false).await.unwrap().result().await.unwrap();
-    assert_eq!(attempt, 4, "three failures, then success on the 4th attempt");
+    let attempt = engine
+        .start::<Flaky>("fl", false)
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(
+        attempt, 4,
+        "three failures, then success on the 4th attempt"
+    );
     let h = engine.history("fl").await.unwrap();
     assert_eq!(h.steps[0].attempts, 4);
     assert_eq!(h.attempts.len(), 3);
     assert_eq!(h.attempts[2].error, "503 on attempt 3");
 
-    let err = engine.start::<Flaky>("fl-fatal", true).await.unwrap().result().await.unwrap_err();
-    assert!(err.to_string().contains("bad request: the key is wrong"), "{err}");
+    let err = engine
+        .start::<Flaky>("fl-fatal", true)
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("bad request: the key is wrong"),
+        "{err}"
+    );
     let h = engine.history("fl-fatal").await.unwrap();
     assert_eq!(h.workflow.status, WorkflowStatus::Failed);
-    assert_eq!(h.steps[0].attempts, 1, "a non-retryable error is not retried");
+    assert_eq!(
+        h.steps[0].attempts, 1,
+        "a non-retryable error is not retried"
+    );
     w.shutdown().await;
 }
 
@@ -420,7 +485,11 @@ impl Workflow for FanOut {
                 .await
             }
         });
-        let ids = ctx.join_all(branches).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let ids = ctx
+            .join_all(branches)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         let _: Option<()> = ctx.recv("again", None).await?;
         Ok(ids)
     }
@@ -434,13 +503,28 @@ async fn parallel_branches_replay_deterministically(store: Arc<dyn Store>) {
     let first = engine.history("fan").await.unwrap();
     // Commit order follows completion, not creation...
     let committed: Vec<&str> = first.steps.iter().map(|s| s.step_id.as_str()).collect();
-    assert_ne!(committed, ["search#1/fetch#1", "search#2/fetch#1", "search#3/fetch#1", "search#4/fetch#1", "search#5/fetch#1"]);
+    assert_ne!(
+        committed,
+        [
+            "search#1/fetch#1",
+            "search#2/fetch#1",
+            "search#3/fetch#1",
+            "search#4/fetch#1",
+            "search#5/fetch#1"
+        ]
+    );
     engine.send("fan", "again", ()).await.unwrap();
     // ...but the ids follow program order, and the replay gives them back in order.
     let ids = h.result().await.unwrap();
     assert_eq!(
         ids,
-        ["search#1/fetch#1", "search#2/fetch#1", "search#3/fetch#1", "search#4/fetch#1", "search#5/fetch#1"]
+        [
+            "search#1/fetch#1",
+            "search#2/fetch#1",
+            "search#3/fetch#1",
+            "search#4/fetch#1",
+            "search#5/fetch#1"
+        ]
     );
     w.shutdown().await;
 }
@@ -469,14 +553,21 @@ impl Workflow for ChildParent {
         let r = ctx.random().await?;
         let u = ctx.uuid().await?;
         // Waiting on the child suspends this workflow; it finishes in a later, replayed run.
-        let child = ctx.child::<Kid>(&format!("{}-kid", ctx.workflow_id()), 21).await?;
+        let child = ctx
+            .child::<Kid>(&format!("{}-kid", ctx.workflow_id()), 21)
+            .await?;
         Ok((child, r, u))
     }
 }
 
 async fn child_workflows_and_journaled_values(store: Arc<dyn Store>) {
     let engine = Engine::from_arc(store);
-    let w = engine.worker().config(fast()).workflow(ChildParent).workflow(Kid).start();
+    let w = engine
+        .worker()
+        .config(fast())
+        .workflow(ChildParent)
+        .workflow(Kid)
+        .start();
     let (child, r, u) = engine
         .start::<ChildParent>("p", ())
         .await
@@ -510,7 +601,10 @@ async fn cancellation_stops_a_waiting_workflow(store: Arc<dyn Store>) {
     let w = engine.worker().config(fast()).workflow(Approval).start();
     let h = engine.start::<Approval>("cx", 10_000).await.unwrap();
     wait_status(&engine, "cx", WorkflowStatus::Suspended).await;
-    assert_eq!(engine.cancel("cx").await.unwrap(), WorkflowStatus::Cancelled);
+    assert_eq!(
+        engine.cancel("cx").await.unwrap(),
+        WorkflowStatus::Cancelled
+    );
     let err = h.result().await.unwrap_err();
     assert!(matches!(err, WorkflowError::Cancelled(_)), "{err}");
     w.shutdown().await;
