@@ -1,1 +1,326 @@
-//! Placeholder.
+//! The embedded store of Steadfast's durable engine: one SQLite file in WAL mode.
+//!
+//! [`SqliteStore`] implements [`Store`] and passes the conformance kit of `steadfast-durable`.
+//!
+//! - **One writer, group commit.** A dedicated thread owns the write connection. Writes arrive
+//!   over a channel; the writer applies every waiting request in one transaction, each in its
+//!   own savepoint, and answers them after the commit. Parallel steps thus share one disk sync.
+//! - **Reads** run on a few reader threads with their own connections, so no SQLite call ever
+//!   blocks an async executor. WAL lets them read while the writer writes.
+//! - **Durability.** `synchronous=NORMAL` by default: a committed step survives a crash of the
+//!   process. [`Durability::PowerLossSafe`] uses `synchronous=FULL`: it survives power loss too,
+//!   at the cost of an `fsync` per transaction.
+//! - **Several processes** on one host may share the file. Every write runs in
+//!   `BEGIN IMMEDIATE`, so claims and lease changes are serialized across processes; the busy
+//!   timeout makes a process wait for the lock rather than fail. A lock held longer than that
+//!   is reported as [`StoreError::Locked`].
+//! - **Schema.** The file is marked as a Steadfast store (`PRAGMA application_id`) and carries
+//!   its schema version (`PRAGMA user_version`); opening migrates older files, and refuses newer
+//!   ones ([`StoreError::NewerSchema`]) and files that are not Steadfast stores
+//!   ([`StoreError::Corrupt`]).
+//!
+//! ```no_run
+//! # fn main() -> Result<(), steadfast_durable::StoreError> {
+//! use steadfast_sqlite::{Durability, SqliteOptions, SqliteStore};
+//!
+//! let store = SqliteStore::open("steadfast.db")?;
+//! let safer = SqliteStore::open_with(
+//!     "steadfast-fsync.db",
+//!     SqliteOptions { durability: Durability::PowerLossSafe, ..SqliteOptions::default() },
+//! )?;
+//! # Ok(()) }
+//! ```
+
+mod reads;
+mod schema;
+mod threads;
+mod writes;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::Value;
+use steadfast_durable::{
+    AttemptRecord, Claim, Created, LeaseState, ListFilter, MailMessage, Millis, NewWorkflow,
+    Outcome, StepRecord, Store, StoreError, StoreFuture, WorkflowRecord, WorkflowStatus,
+    WorkflowSummary,
+};
+
+use crate::threads::Threads;
+
+/// How much a committed write survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL`: committed writes survive a crash or kill of the process; a power
+    /// loss may lose the last transactions (never corrupting the file). The default.
+    #[default]
+    ProcessCrashSafe,
+    /// `synchronous=FULL`: committed writes survive power loss too. Each transaction waits for
+    /// an `fsync`.
+    PowerLossSafe,
+}
+
+/// Options for [`SqliteStore::open_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// How much a committed write survives.
+    pub durability: Durability,
+    /// How long to wait for a lock held by another connection or process before failing with
+    /// [`StoreError::Locked`]. Default: 5 s.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::default(),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Figures of the writer thread, to see group commit at work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriterStats {
+    /// Write transactions committed (or attempted).
+    pub transactions: u64,
+    /// Write requests applied in them.
+    pub requests: u64,
+}
+
+/// Reader threads (each with its own connection).
+const READERS: usize = 3;
+
+/// The SQLite [`Store`]. Cloning is cheap and shares the connections; the threads stop and
+/// the file is closed when the last clone is dropped.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    options: SqliteOptions,
+    threads: Threads,
+}
+
+impl SqliteStore {
+    /// Open (or create) the store at `path` with default options.
+    ///
+    /// This blocks while it opens the file and migrates its schema; call it before entering an
+    /// async context or from a blocking task.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    /// Open (or create) the store at `path`. Fails with [`StoreError::Corrupt`] when the file
+    /// is not a Steadfast store, [`StoreError::NewerSchema`] when a newer build wrote it, and
+    /// [`StoreError::Locked`] when another process holds it locked beyond the busy timeout.
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let writer = schema::open_writer(&path, &options)?;
+        let threads = Threads::start(writer, &path, &options, READERS)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                options,
+                threads,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> &SqliteOptions {
+        &self.inner.options
+    }
+
+    /// How many write transactions and requests the writer has handled.
+    pub fn stats(&self) -> WriterStats {
+        let c = &self.inner.threads.counters;
+        WriterStats {
+            transactions: c.transactions.load(Ordering::Relaxed),
+            requests: c.requests.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The newest schema version this build reads and writes.
+    pub fn schema_version() -> i64 {
+        schema::supported_version()
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .field("durability", &self.inner.options.durability)
+            .field("busy_timeout", &self.inner.options.busy_timeout)
+            .finish()
+    }
+}
+
+fn names_json(names: &[String]) -> Result<String, StoreError> {
+    reads::encoded(serde_json::to_string(names))
+}
+
+impl Store for SqliteStore {
+    fn create_workflow(&self, new: NewWorkflow) -> StoreFuture<'_, Created> {
+        Box::pin(async move {
+            let t = &self.inner.threads;
+            t.write(move |c| writes::create_workflow(c, &new)).await
+        })
+    }
+
+    fn get_workflow<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<WorkflowRecord>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let t = &self.inner.threads;
+            t.read(move |c| reads::get_workflow(c, &id)).await
+        })
+    }
+
+    fn list_workflows(&self, filter: ListFilter) -> StoreFuture<'_, Vec<WorkflowSummary>> {
+        Box::pin(async move {
+            let t = &self.inner.threads;
+            t.read(move |c| reads::list_workflows(c, &filter)).await
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        owner: &'a str,
+        names: &'a [String],
+        limit: usize,
+        lease: Duration,
+        dead_owners: &'a [String],
+    ) -> StoreFuture<'a, Vec<Claim>> {
+        let owner = owner.to_owned();
+        let names = names_json(names);
+        let dead = names_json(dead_owners);
+        Box::pin(async move {
+            let (names, dead) = (names?, dead?);
+            let t = &self.inner.threads;
+            t.write(move |c| writes::claim(c, &owner, &names, limit, lease, &dead))
+                .await
+        })
+    }
+
+    fn running_owners(&self) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(async move { self.inner.threads.read(reads::running_owners).await })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        owner: &'a str,
+        ids: &'a [String],
+        lease: Duration,
+    ) -> StoreFuture<'a, Vec<LeaseState>> {
+        let owner = owner.to_owned();
+        let ids = ids.to_vec();
+        Box::pin(async move {
+            let t = &self.inner.threads;
+            t.write(move |c| writes::renew(c, &owner, &ids, lease))
+                .await
+        })
+    }
+
+    fn load_journal<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Vec<StepRecord>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let t = &self.inner.threads;
+            t.read(move |c| reads::load_journal(c, &id)).await
+        })
+    }
+
+    fn commit_step<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+        step: StepRecord,
+        consume: Option<i64>,
+    ) -> StoreFuture<'a, ()> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        Box::pin(async move {
+            let t = &self.inner.threads;
+            t.write(move |c| writes::commit_step(c, &id, &owner, &step, consume))
+                .await
+        })
+    }
+
+    fn record_attempt<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+        attempt: AttemptRecord,
+    ) -> StoreFuture<'a, ()> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        Box::pin(async move {
+            let t = &self.inner.threads;
+            t.write(move |c| writes::record_attempt(c, &id, &owner, &attempt))
+                .await
+        })
+    }
+
+    fn load_attempts<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Vec<AttemptRecord>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let t = &self.inner.threads;
+            t.read(move |c| reads::load_attempts(c, &id)).await
+        })
+    }
+
+    fn finish<'a>(&'a self, id: &'a str, owner: &'a str, outcome: Outcome) -> StoreFuture<'a, ()> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        Box::pin(async move {
+            let t = &self.inner.threads;
+            t.write(move |c| writes::finish(c, &id, &owner, &outcome))
+                .await
+        })
+    }
+
+    fn send<'a>(&'a self, id: &'a str, topic: &'a str, payload: Value) -> StoreFuture<'a, i64> {
+        let (id, topic) = (id.to_owned(), topic.to_owned());
+        Box::pin(async move {
+            let t = &self.inner.threads;
+            t.write(move |c| writes::send(c, &id, &topic, &payload))
+                .await
+        })
+    }
+
+    fn next_message<'a>(
+        &'a self,
+        id: &'a str,
+        topic: &'a str,
+    ) -> StoreFuture<'a, Option<MailMessage>> {
+        let (id, topic) = (id.to_owned(), topic.to_owned());
+        Box::pin(async move {
+            let t = &self.inner.threads;
+            t.read(move |c| reads::next_message(c, &id, &topic)).await
+        })
+    }
+
+    fn request_cancel<'a>(&'a self, id: &'a str) -> StoreFuture<'a, WorkflowStatus> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let t = &self.inner.threads;
+            t.write(move |c| writes::request_cancel(c, &id)).await
+        })
+    }
+
+    fn next_wake<'a>(&'a self, names: &'a [String]) -> StoreFuture<'a, Option<Millis>> {
+        let names = names_json(names);
+        Box::pin(async move {
+            let names = names?;
+            let t = &self.inner.threads;
+            t.read(move |c| reads::next_wake(c, &names)).await
+        })
+    }
+}

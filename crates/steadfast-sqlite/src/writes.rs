@@ -1,0 +1,404 @@
+//! The write side: every function runs on the writer thread, inside a `BEGIN IMMEDIATE`
+//! transaction and its own savepoint (see [`crate::threads`]). Holding the write lock for the
+//! whole transaction is what makes the check-then-write of fencing and claiming safe against
+//! other processes sharing the file; the conditional `UPDATE`s say the same thing again.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use steadfast_durable::{
+    AttemptRecord, Claim, Created, LeaseState, Millis, NewWorkflow, Outcome, StepRecord,
+    StoreError, WorkflowStatus, now_millis,
+};
+
+use crate::reads::{WORKFLOW_COLUMNS, encoded, get_workflow, status, workflow};
+use crate::schema::map_err;
+
+/// The output stored for a workflow cancelled while it was not running (the engine's own).
+fn cancelled_output() -> Value {
+    serde_json::json!({ "error": "cancelled" })
+}
+
+fn lease_until(now: Millis, lease: Duration) -> Millis {
+    now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub(crate) fn create_workflow(conn: &Connection, new: &NewWorkflow) -> Result<Created, StoreError> {
+    let now = now_millis();
+    let input = encoded(serde_json::to_string(&new.input))?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO workflows (id, name, input, status, parent_id, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5) ON CONFLICT (id) DO NOTHING",
+        )
+        .map_err(map_err)?
+        .execute(params![new.id, new.name, input, new.parent_id, now])
+        .map_err(map_err)?;
+    if inserted == 1 {
+        return Ok(Created::New);
+    }
+    match get_workflow(conn, &new.id)? {
+        Some(existing) => Ok(Created::Existing(existing)),
+        None => Err(StoreError::Backend(format!(
+            "workflow `{}` neither inserted nor found",
+            new.id
+        ))),
+    }
+}
+
+/// Fail unless `owner` holds the lease of workflow `id`.
+fn fence(conn: &Connection, id: &str, owner: &str) -> Result<(), StoreError> {
+    let row: Option<(String, Option<String>)> = conn
+        .prepare_cached("SELECT status, owner FROM workflows WHERE id = ?1")
+        .map_err(map_err)?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(map_err)?;
+    match row {
+        None => Err(StoreError::NotFound(id.to_owned())),
+        Some((status, holder)) if status == "running" && holder.as_deref() == Some(owner) => Ok(()),
+        Some(_) => Err(StoreError::LeaseLost(id.to_owned())),
+    }
+}
+
+pub(crate) fn claim(
+    conn: &Connection,
+    owner: &str,
+    names: &str,
+    limit: usize,
+    lease: Duration,
+    dead_owners: &str,
+) -> Result<Vec<Claim>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let now = now_millis();
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "UPDATE workflows \
+             SET status = 'running', owner = ?1, lease_expires_at = ?2, wake_at = NULL, \
+                 updated_at = ?3 \
+             WHERE rowid IN ( \
+                 SELECT rowid FROM workflows \
+                 WHERE name IN (SELECT value FROM json_each(?4)) \
+                   AND (status = 'pending' \
+                     OR (status = 'suspended' AND wake_at <= ?3) \
+                     OR (status = 'running' AND (lease_expires_at IS NULL \
+                         OR lease_expires_at <= ?3 \
+                         OR owner IN (SELECT value FROM json_each(?5))))) \
+                 ORDER BY rowid LIMIT ?6) \
+             RETURNING rowid, {WORKFLOW_COLUMNS}"
+        ))
+        .map_err(map_err)?;
+    let mut rows = stmt
+        .query(params![
+            owner,
+            lease_until(now, lease),
+            now,
+            names,
+            dead_owners,
+            limit
+        ])
+        .map_err(map_err)?;
+    let mut claimed = Vec::new();
+    while let Some(row) = rows.next().map_err(map_err)? {
+        let rowid: i64 = row.get(0).map_err(map_err)?;
+        claimed.push((rowid, workflow(row, 1)?));
+    }
+    claimed.sort_by_key(|(rowid, _)| *rowid);
+    Ok(claimed
+        .into_iter()
+        .map(|(_, record)| Claim { record })
+        .collect())
+}
+
+pub(crate) fn renew(
+    conn: &Connection,
+    owner: &str,
+    ids: &[String],
+    lease: Duration,
+) -> Result<Vec<LeaseState>, StoreError> {
+    let until = lease_until(now_millis(), lease);
+    let mut extend = conn
+        .prepare_cached(
+            "UPDATE workflows SET lease_expires_at = ?1 \
+             WHERE id = ?2 AND status = 'running' AND owner = ?3 RETURNING cancel_requested",
+        )
+        .map_err(map_err)?;
+    let mut look = conn
+        .prepare_cached("SELECT cancel_requested FROM workflows WHERE id = ?1")
+        .map_err(map_err)?;
+    let mut states = Vec::with_capacity(ids.len());
+    for id in ids {
+        let renewed: Option<bool> = extend
+            .query_row(params![until, id, owner], |r| r.get(0))
+            .optional()
+            .map_err(map_err)?;
+        let state = match renewed {
+            Some(cancel_requested) => LeaseState {
+                id: id.clone(),
+                held: true,
+                cancel_requested,
+            },
+            None => LeaseState {
+                id: id.clone(),
+                held: false,
+                cancel_requested: look
+                    .query_row([id], |r| r.get(0))
+                    .optional()
+                    .map_err(map_err)?
+                    .unwrap_or(false),
+            },
+        };
+        states.push(state);
+    }
+    Ok(states)
+}
+
+pub(crate) fn commit_step(
+    conn: &Connection,
+    id: &str,
+    owner: &str,
+    step: &StepRecord,
+    consume: Option<i64>,
+) -> Result<(), StoreError> {
+    fence(conn, id, owner)?;
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM journal WHERE workflow_id = ?1 AND position = ?2")
+        .map_err(map_err)?
+        .exists([id, step.position.as_str()])
+        .map_err(map_err)?;
+    if exists {
+        return Err(StoreError::DuplicateStep {
+            workflow_id: id.to_owned(),
+            position: step.position.clone(),
+        });
+    }
+    if let Some(seq) = consume {
+        let consumed = conn
+            .prepare_cached(
+                "UPDATE mailbox SET consumed = 1 \
+                 WHERE workflow_id = ?1 AND seq = ?2 AND consumed = 0",
+            )
+            .map_err(map_err)?
+            .execute(params![id, seq])
+            .map_err(map_err)?;
+        if consumed != 1 {
+            return Err(StoreError::Backend(format!(
+                "message {seq} of workflow `{id}` does not exist or was consumed already"
+            )));
+        }
+    }
+    let input = match &step.input {
+        Some(v) => Some(encoded(serde_json::to_string(v))?),
+        None => None,
+    };
+    let (output, ok) = match &step.output {
+        Ok(v) => (encoded(serde_json::to_string(v))?, true),
+        Err(f) => (encoded(serde_json::to_string(f))?, false),
+    };
+    conn.prepare_cached(
+        "INSERT INTO journal (workflow_id, position, seq, step_id, kind, name, input_hash, input, \
+             output, ok, attempts, started_at, duration_us) \
+         VALUES (?1, ?2, \
+             (SELECT coalesce(max(seq), 0) + 1 FROM journal WHERE workflow_id = ?1), \
+             ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )
+    .map_err(map_err)?
+    .execute(params![
+        id,
+        step.position,
+        step.step_id,
+        step.kind.as_str(),
+        step.name,
+        step.input_hash,
+        input,
+        output,
+        ok,
+        step.attempts,
+        step.started_at,
+        step.duration_us,
+    ])
+    .map_err(map_err)?;
+    touch(conn, id, now_millis())
+}
+
+fn touch(conn: &Connection, id: &str, now: Millis) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE workflows SET updated_at = ?2 WHERE id = ?1")
+        .map_err(map_err)?
+        .execute(params![id, now])
+        .map_err(map_err)?;
+    Ok(())
+}
+
+pub(crate) fn record_attempt(
+    conn: &Connection,
+    id: &str,
+    owner: &str,
+    attempt: &AttemptRecord,
+) -> Result<(), StoreError> {
+    fence(conn, id, owner)?;
+    conn.prepare_cached(
+        "INSERT INTO attempts (workflow_id, position, step_id, attempt, error, at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .map_err(map_err)?
+    .execute(params![
+        id,
+        attempt.position,
+        attempt.step_id,
+        attempt.attempt,
+        attempt.error,
+        attempt.at,
+    ])
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// Make workflow `id` terminal, release its lease, and wake its suspended parent.
+fn terminate(
+    conn: &Connection,
+    id: &str,
+    status: WorkflowStatus,
+    output: &Value,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let output = encoded(serde_json::to_string(output))?;
+    conn.prepare_cached(
+        "UPDATE workflows SET status = ?2, output = ?3, owner = NULL, lease_expires_at = NULL, \
+             wake_at = NULL, updated_at = ?4 \
+         WHERE id = ?1",
+    )
+    .map_err(map_err)?
+    .execute(params![id, status.as_str(), output, now])
+    .map_err(map_err)?;
+    conn.prepare_cached(
+        "UPDATE workflows SET status = 'pending', wake_at = NULL, updated_at = ?2 \
+         WHERE status = 'suspended' AND id = (SELECT parent_id FROM workflows WHERE id = ?1)",
+    )
+    .map_err(map_err)?
+    .execute(params![id, now])
+    .map_err(map_err)?;
+    Ok(())
+}
+
+pub(crate) fn finish(
+    conn: &Connection,
+    id: &str,
+    owner: &str,
+    outcome: &Outcome,
+) -> Result<(), StoreError> {
+    fence(conn, id, owner)?;
+    let now = now_millis();
+    match outcome {
+        Outcome::Finished { status, output } => {
+            if !status.is_terminal() {
+                return Err(StoreError::Backend(format!(
+                    "cannot finish workflow `{id}` with non-terminal status `{status}`"
+                )));
+            }
+            terminate(conn, id, *status, output, now)
+        }
+        Outcome::Suspended { wake_at } => {
+            let (cancel_requested, has_mail): (bool, bool) = conn
+                .prepare_cached(
+                    "SELECT cancel_requested, \
+                         EXISTS (SELECT 1 FROM mailbox WHERE workflow_id = ?1 AND consumed = 0) \
+                     FROM workflows WHERE id = ?1",
+                )
+                .map_err(map_err)?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(map_err)?;
+            if cancel_requested {
+                return terminate(
+                    conn,
+                    id,
+                    WorkflowStatus::Cancelled,
+                    &cancelled_output(),
+                    now,
+                );
+            }
+            let (status, wake_at) = if has_mail {
+                (WorkflowStatus::Pending, None)
+            } else {
+                (WorkflowStatus::Suspended, *wake_at)
+            };
+            conn.prepare_cached(
+                "UPDATE workflows SET status = ?2, wake_at = ?3, owner = NULL, \
+                     lease_expires_at = NULL, updated_at = ?4 \
+                 WHERE id = ?1",
+            )
+            .map_err(map_err)?
+            .execute(params![id, status.as_str(), wake_at, now])
+            .map_err(map_err)?;
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn send(
+    conn: &Connection,
+    id: &str,
+    topic: &str,
+    payload: &Value,
+) -> Result<i64, StoreError> {
+    let now = now_millis();
+    let found = conn
+        .prepare_cached("SELECT 1 FROM workflows WHERE id = ?1")
+        .map_err(map_err)?
+        .exists([id])
+        .map_err(map_err)?;
+    if !found {
+        return Err(StoreError::NotFound(id.to_owned()));
+    }
+    let payload = encoded(serde_json::to_string(payload))?;
+    let seq: i64 = conn
+        .prepare_cached(
+            "INSERT INTO mailbox (workflow_id, seq, topic, payload, sent_at) \
+             VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM mailbox WHERE workflow_id = ?1), \
+                 ?2, ?3, ?4) \
+             RETURNING seq",
+        )
+        .map_err(map_err)?
+        .query_row(params![id, topic, payload, now], |r| r.get(0))
+        .map_err(map_err)?;
+    conn.prepare_cached(
+        "UPDATE workflows SET status = 'pending', wake_at = NULL, updated_at = ?2 \
+         WHERE id = ?1 AND status = 'suspended'",
+    )
+    .map_err(map_err)?
+    .execute(params![id, now])
+    .map_err(map_err)?;
+    Ok(seq)
+}
+
+pub(crate) fn request_cancel(conn: &Connection, id: &str) -> Result<WorkflowStatus, StoreError> {
+    let now = now_millis();
+    let current: Option<String> = conn
+        .prepare_cached("SELECT status FROM workflows WHERE id = ?1")
+        .map_err(map_err)?
+        .query_row([id], |r| r.get(0))
+        .optional()
+        .map_err(map_err)?;
+    let current = status(&current.ok_or_else(|| StoreError::NotFound(id.to_owned()))?)?;
+    if current.is_terminal() {
+        return Ok(current);
+    }
+    conn.prepare_cached("UPDATE workflows SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1")
+        .map_err(map_err)?
+        .execute(params![id, now])
+        .map_err(map_err)?;
+    if current == WorkflowStatus::Running {
+        return Ok(current);
+    }
+    terminate(
+        conn,
+        id,
+        WorkflowStatus::Cancelled,
+        &cancelled_output(),
+        now,
+    )?;
+    Ok(WorkflowStatus::Cancelled)
+}

@@ -1,0 +1,255 @@
+//! Real processes on one file: two worker processes claiming at once, and a writer process
+//! killed with SIGKILL in the middle of committing steps.
+//!
+//! The test binary runs itself again as the child process, with `CHILD_ENV` saying what to do.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use steadfast_durable::{NewWorkflow, StepKind, StepRecord, Store};
+use steadfast_sqlite::SqliteStore;
+
+use common::TempDb;
+
+const CHILD_ENV: &str = "STEADFAST_SQLITE_TEST_CHILD";
+const NAME: &str = "proc";
+const LONG: Duration = Duration::from_secs(60);
+
+/// `(path, owner)` when this process is a child.
+fn child_args() -> Option<(PathBuf, String)> {
+    let value = std::env::var(CHILD_ENV).ok()?;
+    let (path, owner) = value.split_once('|')?;
+    Some((PathBuf::from(path), owner.to_owned()))
+}
+
+fn spawn_child(test: &str, path: &Path, owner: &str) -> Child {
+    Command::new(std::env::current_exe().expect("test binary"))
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, format!("{}|{owner}", path.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn child process")
+}
+
+/// What follows `marker` in a child's output line (libtest may print before it on the line).
+fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
+    line.find(marker).map(|i| &line[i + marker.len()..])
+}
+
+fn step(position: usize) -> StepRecord {
+    StepRecord {
+        position: position.to_string(),
+        step_id: format!("recv#{position}"),
+        kind: StepKind::Recv,
+        name: "recv".into(),
+        input_hash: "h".into(),
+        input: None,
+        output: Ok(json!({ "n": position })),
+        attempts: 1,
+        started_at: 0,
+        duration_us: 0,
+        seq: 0,
+    }
+}
+
+fn new_wf(id: &str) -> NewWorkflow {
+    NewWorkflow {
+        id: id.into(),
+        name: NAME.into(),
+        input: json!(null),
+        parent_id: None,
+    }
+}
+
+/// Child: claim until nothing is left, printing `CLAIMED <id>` for each claim.
+async fn claim_child(path: &Path, owner: &str) {
+    let store = SqliteStore::open(path).expect("child opens the store");
+    let names = vec![NAME.to_owned()];
+    let mut empty = 0;
+    while empty < 5 {
+        let claims = store
+            .claim(owner, &names, 2, LONG, &[])
+            .await
+            .expect("claim");
+        if claims.is_empty() {
+            empty += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for c in claims {
+            println!("CLAIMED {}", c.record.id);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_claim_exclusively() {
+    if let Some((path, owner)) = child_args() {
+        return claim_child(&path, &owner).await;
+    }
+    const N: usize = 300;
+    let db = TempDb::new("two-processes");
+    let store = db.open();
+    for i in 0..N {
+        store
+            .create_workflow(new_wf(&format!("wf{i:03}")))
+            .await
+            .unwrap();
+    }
+    let children: Vec<(String, Child)> = ["proc-a", "proc-b"]
+        .into_iter()
+        .map(|owner| {
+            let child = spawn_child("two_processes_claim_exclusively", db.path(), owner);
+            (owner.to_owned(), child)
+        })
+        .collect();
+    let mut claimed: BTreeMap<String, String> = BTreeMap::new();
+    let mut per_owner: HashMap<String, usize> = HashMap::new();
+    for (owner, child) in children {
+        let out = child.wait_with_output().expect("child output");
+        assert!(out.status.success(), "child {owner} failed");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(id) = after(line, "CLAIMED ") {
+                *per_owner.entry(owner.clone()).or_default() += 1;
+                if let Some(first) = claimed.insert(id.to_owned(), owner.clone()) {
+                    panic!("`{id}` claimed by both {first} and {owner}");
+                }
+            }
+        }
+    }
+    assert_eq!(claimed.len(), N, "every workflow claimed once");
+    for (id, owner) in &claimed {
+        let record = store.get_workflow(id).await.unwrap().unwrap();
+        assert_eq!(record.owner.as_ref(), Some(owner), "owner of {id}");
+    }
+    println!("claims per process: {per_owner:?}");
+}
+
+/// Child: commit steps on four workflows in parallel, each consuming its message, printing
+/// `COMMITTED <workflow> <position>` after each acknowledged commit. Runs until killed.
+async fn commit_child(path: &Path, owner: &str) {
+    let store = Arc::new(SqliteStore::open(path).expect("child opens the store"));
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        let owner = owner.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("wf{w}");
+            for i in 0.. {
+                let seq = i as i64 + 1;
+                store
+                    .commit_step(&id, &owner, step(i), Some(seq))
+                    .await
+                    .expect("commit");
+                println!("COMMITTED {id} {i}");
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writer_killed_mid_commit_leaves_a_consistent_file() {
+    if let Some((path, owner)) = child_args() {
+        return commit_child(&path, &owner).await;
+    }
+    const MESSAGES: usize = 1_000;
+    let db = TempDb::new("sigkill");
+    let store = db.open();
+    for w in 0..4 {
+        let id = format!("wf{w}");
+        store.create_workflow(new_wf(&id)).await.unwrap();
+        for i in 0..MESSAGES {
+            store.send(&id, "m", json!(i)).await.unwrap();
+        }
+    }
+    let claimed = store
+        .claim("victim", &[NAME.to_owned()], 4, LONG, &[])
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    drop(store);
+
+    let mut child = spawn_child(
+        "writer_killed_mid_commit_leaves_a_consistent_file",
+        db.path(),
+        "victim",
+    );
+    let stdout = child.stdout.take().expect("child stdout");
+    let mut acknowledged: HashMap<String, usize> = HashMap::new();
+    let start = Instant::now();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read child output");
+        if let Some(rest) = after(&line, "COMMITTED ") {
+            let (id, position) = rest.split_once(' ').expect("COMMITTED <id> <position>");
+            acknowledged.insert(id.to_owned(), position.parse::<usize>().unwrap() + 1);
+            if acknowledged.values().sum::<usize>() >= 800 {
+                break;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "child too slow");
+    }
+    child.kill().expect("SIGKILL the child");
+    child.wait().expect("reap the child");
+
+    let store = db.open();
+    let names = vec![NAME.to_owned()];
+    let dead = vec!["victim".to_owned()];
+    let claimed = store
+        .claim("survivor", &names, 4, LONG, &dead)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.len(),
+        4,
+        "the dead owner's workflows are taken over"
+    );
+    for w in 0..4 {
+        let id = format!("wf{w}");
+        let journal = store.load_journal(&id).await.unwrap();
+        let n = journal.len();
+        let acked = acknowledged.get(&id).copied().unwrap_or(0);
+        assert!(
+            n >= acked,
+            "{id}: {acked} commits acknowledged but only {n} in the journal"
+        );
+        for (i, s) in journal.iter().enumerate() {
+            assert_eq!(
+                s,
+                &StepRecord {
+                    seq: s.seq,
+                    ..step(i)
+                },
+                "{id} step {i}"
+            );
+        }
+        assert!(journal.windows(2).all(|p| p[0].seq < p[1].seq));
+        // Exactly the messages of the committed steps are consumed.
+        let next = store
+            .next_message(&id, "m")
+            .await
+            .unwrap()
+            .expect("messages left");
+        assert_eq!(
+            next.seq,
+            n as i64 + 1,
+            "{id}: consumption not atomic with the journal"
+        );
+        store
+            .commit_step(&id, "survivor", step(n), Some(next.seq))
+            .await
+            .unwrap();
+        let r = store.commit_step(&id, "victim", step(n + 1), None).await;
+        assert!(r.is_err(), "the killed owner is fenced off");
+    }
+    println!("acknowledged before SIGKILL: {acknowledged:?}");
+}
