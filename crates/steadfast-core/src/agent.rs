@@ -13,12 +13,17 @@ use crate::driver::{Driver, ModelCall, PlainDriver, Scope, ToolCall};
 use crate::error::{AgentError, ToolError};
 use crate::events::{AgentEvent, RunStream};
 use crate::messages::Message;
-use crate::model::{ModelError, ModelRef, ModelRequestParams, ModelResolver, ModelSettings, OutputMode};
+use crate::messages::ToolCallPart;
+use crate::model::{
+    ModelError, ModelRef, ModelRequestParams, ModelResolver, ModelSettings, OutputMode,
+};
 use crate::output::OutputSpec;
 use crate::policy::StepPolicy;
 use crate::run::{Action, AgentRun, OutputValidator, RunResult, RunSetup};
-use crate::tool::{CallInfo, Tool};
+use crate::tool::{CallInfo, Tool, ToolExec, ToolResult};
 use crate::usage::UsageLimits;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 /// A model given by value or by a `"provider:model"` string.
 #[derive(Clone)]
@@ -145,6 +150,7 @@ where
             output_retries: None,
             model_policy: StepPolicy::default(),
             tool_policy: StepPolicy::default(),
+            step_timeout: None,
         }
     }
 
@@ -225,8 +231,14 @@ where
         deps: impl Into<Arc<D>>,
         options: RunOptions,
     ) -> Result<RunResult<O>, AgentError> {
-        self.drive(Arc::new(PlainDriver), Some(prompt.into()), deps.into(), options, None)
-            .await
+        self.drive(
+            Arc::new(PlainDriver),
+            Some(prompt.into()),
+            deps.into(),
+            options,
+            None,
+        )
+        .await
     }
 
     /// Run inside `scope`: a workflow (each model request and tool call becomes a journaled
@@ -308,8 +320,29 @@ where
         }
     }
 
-    /// Drive the state machine with `driver` until the run ends.
+    /// Drive the state machine with `driver` until the run ends, inside an
+    /// `invoke_agent {agent}` span that gets the run's total usage and cost at the end.
     pub(crate) async fn drive(
+        &self,
+        driver: Arc<dyn Driver>,
+        prompt: Option<String>,
+        deps: Arc<D>,
+        options: RunOptions,
+        events: Option<crate::events::AgentSink>,
+    ) -> Result<RunResult<O>, AgentError> {
+        let model = options.model.as_ref().unwrap_or(&self.inner.model);
+        let span = agent_span(&self.inner.name, &**model);
+        let result = self
+            .drive_loop(driver, prompt, deps, options, events)
+            .instrument(span.clone())
+            .await;
+        if !span.is_disabled() {
+            record_run(&span, result.as_ref().map(|r| &r.usage));
+        }
+        result
+    }
+
+    async fn drive_loop(
         &self,
         driver: Arc<dyn Driver>,
         prompt: Option<String>,
@@ -369,15 +402,18 @@ where
                             if let Some(sink) = &events {
                                 sink(AgentEvent::ToolCall(call.clone()));
                             }
-                            let exec = tool.exec(
-                                run.deps.clone(),
-                                CallInfo {
-                                    tool_name: call.tool_name.clone(),
-                                    tool_call_id: call.tool_call_id.clone(),
-                                    args: call.args.clone(),
-                                    retry: run.tool_retries(&call.tool_name),
-                                    run_step: run.run_step(),
-                                },
+                            let exec = instrument_tool(
+                                tool.exec(
+                                    run.deps.clone(),
+                                    CallInfo {
+                                        tool_name: call.tool_name.clone(),
+                                        tool_call_id: call.tool_call_id.clone(),
+                                        args: call.args.clone(),
+                                        retry: run.tool_retries(&call.tool_name),
+                                        run_step: run.run_step(),
+                                    },
+                                ),
+                                call,
                             );
                             driver.tool_call(ToolCall {
                                 agent: &i.name,
@@ -407,6 +443,124 @@ where
     }
 }
 
+/// The `invoke_agent {agent}` span of one run.
+fn agent_span(agent: &str, model: &dyn crate::Model) -> Span {
+    use crate::semconv::*;
+    tracing::info_span!(
+        target: TARGET,
+        SPAN_INVOKE_AGENT,
+        { OTEL_NAME } = format!("{OP_INVOKE_AGENT} {agent}"),
+        { GEN_AI_OPERATION_NAME } = OP_INVOKE_AGENT,
+        { GEN_AI_AGENT_NAME } = agent,
+        { GEN_AI_PROVIDER_NAME } = model.provider(),
+        { GEN_AI_REQUEST_MODEL } = model.name(),
+        { GEN_AI_AGGREGATED_USAGE_INPUT_TOKENS } = Empty,
+        { GEN_AI_AGGREGATED_USAGE_OUTPUT_TOKENS } = Empty,
+        { STEADFAST_REQUESTS } = Empty,
+        { STEADFAST_COST_USD } = Empty,
+        { STEADFAST_UNPRICED_REQUESTS } = Empty,
+        { ERROR_TYPE } = Empty,
+        { OTEL_STATUS_CODE } = Empty,
+        { OTEL_STATUS_DESCRIPTION } = Empty,
+    )
+}
+
+/// Records a run's totals (nested runs included) or its error on its span.
+fn record_run(span: &Span, result: Result<&crate::Usage, &AgentError>) {
+    use crate::semconv::*;
+    match result {
+        Ok(u) => {
+            span.record(GEN_AI_AGGREGATED_USAGE_INPUT_TOKENS, int(u.input_tokens));
+            span.record(GEN_AI_AGGREGATED_USAGE_OUTPUT_TOKENS, int(u.output_tokens));
+            span.record(STEADFAST_REQUESTS, int(u.requests));
+            span.record(STEADFAST_COST_USD, u.cost_usd);
+            if u.unpriced_requests > 0 {
+                span.record(STEADFAST_UNPRICED_REQUESTS, int(u.unpriced_requests));
+            }
+        }
+        Err(e) => record_error(span, e),
+    }
+}
+
+/// Records an error: its type always, its message (secrets masked) unless it may carry content
+/// (tool and validation messages) and content capture is off.
+fn record_error(span: &Span, e: &AgentError) {
+    use crate::semconv::*;
+    let (kind, may_hold_content) = match e {
+        AgentError::Model(_) => ("model", false),
+        AgentError::UsageLimitExceeded(_) => ("usage_limit_exceeded", false),
+        AgentError::ToolRetriesExceeded { .. } => ("tool_retries_exceeded", true),
+        AgentError::OutputRetriesExceeded { .. } => ("output_retries_exceeded", true),
+        AgentError::Tool { .. } => ("tool", true),
+        AgentError::Config(_) => ("config", false),
+        AgentError::Timeout { .. } => ("timeout", false),
+        AgentError::Engine(_) => ("engine", false),
+    };
+    span.record(ERROR_TYPE, kind);
+    span.record(OTEL_STATUS_CODE, "error");
+    if !may_hold_content || capture_content() {
+        span.record(OTEL_STATUS_DESCRIPTION, redact_secrets(&e.to_string()));
+    }
+}
+
+/// Wraps a tool executor so that each call it runs (each attempt) is an
+/// `execute_tool {tool}` span; a nested agent run inside the tool becomes its child.
+fn instrument_tool(exec: ToolExec, call: &ToolCallPart) -> ToolExec {
+    let name: Arc<str> = call.tool_name.as_str().into();
+    let id: Arc<str> = call.tool_call_id.as_str().into();
+    let args: Arc<str> = call.args.as_str().into();
+    Arc::new(move |driver, key| {
+        use crate::semconv::*;
+        let span = tracing::info_span!(
+            target: TARGET,
+            SPAN_EXECUTE_TOOL,
+            { OTEL_NAME } = format!("{OP_EXECUTE_TOOL} {name}"),
+            { GEN_AI_OPERATION_NAME } = OP_EXECUTE_TOOL,
+            { GEN_AI_TOOL_NAME } = &*name,
+            { GEN_AI_TOOL_CALL_ID } = &*id,
+            { GEN_AI_TOOL_TYPE } = "function",
+            { GEN_AI_TOOL_CALL_ARGUMENTS } = Empty,
+            { GEN_AI_TOOL_CALL_RESULT } = Empty,
+            { ERROR_TYPE } = Empty,
+            { OTEL_STATUS_CODE } = Empty,
+            { OTEL_STATUS_DESCRIPTION } = Empty,
+        );
+        let fut = span.in_scope(|| exec(driver, key));
+        if span.is_disabled() {
+            return fut;
+        }
+        let capture = capture_content();
+        if capture {
+            span.record(GEN_AI_TOOL_CALL_ARGUMENTS, &*args);
+        }
+        Box::pin(async move {
+            let result = fut.instrument(span.clone()).await;
+            match &result {
+                Ok(outcome) => match &outcome.result {
+                    ToolResult::Return(v) if capture => {
+                        span.record(GEN_AI_TOOL_CALL_RESULT, v.to_string());
+                    }
+                    ToolResult::Retry(m) => {
+                        span.record(ERROR_TYPE, "retry");
+                        if capture {
+                            span.record(GEN_AI_TOOL_CALL_RESULT, m.as_str());
+                        }
+                    }
+                    _ => {}
+                },
+                Err(e) => {
+                    span.record(ERROR_TYPE, "tool_error");
+                    span.record(OTEL_STATUS_CODE, "error");
+                    if capture {
+                        span.record(OTEL_STATUS_DESCRIPTION, redact_secrets(&e.to_string()));
+                    }
+                }
+            }
+            result
+        })
+    })
+}
+
 /// Builds an [`Agent`].
 pub struct AgentBuilder<D, O> {
     name: String,
@@ -421,6 +575,7 @@ pub struct AgentBuilder<D, O> {
     output_retries: Option<u32>,
     model_policy: StepPolicy,
     tool_policy: StepPolicy,
+    step_timeout: Option<Duration>,
 }
 
 impl<D, O> AgentBuilder<D, O>
@@ -504,20 +659,24 @@ where
         self
     }
 
-    /// Set the start-to-close timeout of all this agent's steps (model requests and tools).
+    /// Set the start-to-close timeout of all this agent's steps (model requests and every tool,
+    /// whenever it is added), overriding their own timeouts.
     pub fn step_timeout(mut self, timeout: Duration) -> Self {
-        self.model_policy.timeout = Some(timeout);
-        self.tool_policy.timeout = Some(timeout);
-        for t in &mut self.tools {
-            if let Some(p) = &mut t.policy {
-                p.timeout = Some(timeout);
-            }
-        }
+        self.step_timeout = Some(timeout);
         self
     }
 
     /// Build the agent. Fails on a missing or unresolvable model and on duplicate tool names.
-    pub fn build(self) -> Result<Agent<D, O>, AgentError> {
+    pub fn build(mut self) -> Result<Agent<D, O>, AgentError> {
+        if let Some(timeout) = self.step_timeout {
+            self.model_policy.timeout = Some(timeout);
+            self.tool_policy.timeout = Some(timeout);
+            for t in &mut self.tools {
+                if let Some(p) = &mut t.policy {
+                    p.timeout = Some(timeout);
+                }
+            }
+        }
         let model = match self.model {
             None => {
                 return Err(AgentError::Config(format!(

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use crate::error::{AgentError, ToolError};
 use crate::messages::{Message, ModelResponse, ToolCallPart};
@@ -62,7 +64,10 @@ pub trait Driver: Send + Sync {
     ) -> BoxFuture<'a, Result<ModelResponse, AgentError>>;
 
     /// Call a tool.
-    fn tool_call<'a>(&'a self, call: ToolCall<'a>) -> BoxFuture<'a, Result<ToolOutcome, AgentError>>;
+    fn tool_call<'a>(
+        &'a self,
+        call: ToolCall<'a>,
+    ) -> BoxFuture<'a, Result<ToolOutcome, AgentError>>;
 }
 
 /// Where an agent runs: plainly, inside a workflow, or inside another agent's tool.
@@ -85,7 +90,117 @@ impl Scope for PlainDriver {
 }
 
 /// Runs one model request, streaming its events to `sink` when there is one.
+///
+/// The request runs inside a `chat {model}` span (see [`crate::semconv`]): every request
+/// actually sent gets one, whichever driver sends it, and replays from a journal get none.
 pub async fn call_model(
+    model: &dyn Model,
+    messages: &[Message],
+    params: &ModelRequestParams,
+    settings: &ModelSettings,
+    sink: Option<&EventSink>,
+) -> Result<ModelResponse, ModelError> {
+    let span = chat_span(model, messages, settings);
+    let result = send_request(model, messages, params, settings, sink)
+        .instrument(span.clone())
+        .await;
+    if !span.is_disabled() {
+        record_chat(&span, &result);
+    }
+    result
+}
+
+/// The `chat {model}` span of one request, with its request attributes.
+fn chat_span(model: &dyn Model, messages: &[Message], settings: &ModelSettings) -> Span {
+    use crate::semconv::*;
+    let span = tracing::info_span!(
+        target: TARGET,
+        SPAN_CHAT,
+        { OTEL_NAME } = format!("{OP_CHAT} {}", model.name()),
+        { OTEL_KIND } = "client",
+        { GEN_AI_OPERATION_NAME } = OP_CHAT,
+        { GEN_AI_PROVIDER_NAME } = model.provider(),
+        { GEN_AI_REQUEST_MODEL } = model.name(),
+        { GEN_AI_REQUEST_MAX_TOKENS } = settings.max_tokens.map(i64::from),
+        { GEN_AI_REQUEST_TEMPERATURE } = settings.temperature,
+        { GEN_AI_REQUEST_TOP_P } = settings.top_p,
+        { GEN_AI_REQUEST_SEED } = settings.seed,
+        { GEN_AI_RESPONSE_MODEL } = Empty,
+        { GEN_AI_RESPONSE_ID } = Empty,
+        { GEN_AI_RESPONSE_FINISH_REASONS } = Empty,
+        { GEN_AI_USAGE_INPUT_TOKENS } = Empty,
+        { GEN_AI_USAGE_OUTPUT_TOKENS } = Empty,
+        { GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS } = Empty,
+        { GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS } = Empty,
+        { OPERATION_COST } = Empty,
+        { GEN_AI_INPUT_MESSAGES } = Empty,
+        { GEN_AI_OUTPUT_MESSAGES } = Empty,
+        { GEN_AI_SYSTEM_INSTRUCTIONS } = Empty,
+        { ERROR_TYPE } = Empty,
+        { OTEL_STATUS_CODE } = Empty,
+        { OTEL_STATUS_DESCRIPTION } = Empty,
+    );
+    if !span.is_disabled() && capture_content() {
+        span.record(GEN_AI_INPUT_MESSAGES, input_messages(messages));
+        if let Some(s) = system_instructions(messages) {
+            span.record(GEN_AI_SYSTEM_INSTRUCTIONS, s);
+        }
+    }
+    span
+}
+
+/// Records the response (or the error) on a `chat` span.
+fn record_chat(span: &Span, result: &Result<ModelResponse, ModelError>) {
+    use crate::semconv::*;
+    match result {
+        Ok(r) => {
+            if let Some(m) = &r.model_name {
+                span.record(GEN_AI_RESPONSE_MODEL, m.as_str());
+            }
+            if let Some(id) = &r.response_id {
+                span.record(GEN_AI_RESPONSE_ID, id.as_str());
+            }
+            span.record(GEN_AI_RESPONSE_FINISH_REASONS, finish_reasons(r));
+            let u = &r.usage;
+            span.record(GEN_AI_USAGE_INPUT_TOKENS, int(u.input_tokens));
+            span.record(GEN_AI_USAGE_OUTPUT_TOKENS, int(u.output_tokens));
+            if u.cache_read_tokens > 0 {
+                span.record(
+                    GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+                    int(u.cache_read_tokens),
+                );
+            }
+            if u.cache_write_tokens > 0 {
+                span.record(
+                    GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+                    int(u.cache_write_tokens),
+                );
+            }
+            span.record(OPERATION_COST, u.cost_usd);
+            if capture_content() {
+                span.record(GEN_AI_OUTPUT_MESSAGES, output_messages(r));
+            }
+        }
+        Err(e) => {
+            span.record(ERROR_TYPE, model_error_type(e));
+            span.record(OTEL_STATUS_CODE, "error");
+            span.record(OTEL_STATUS_DESCRIPTION, redact_secrets(&e.to_string()));
+        }
+    }
+}
+
+fn model_error_type(e: &ModelError) -> &'static str {
+    match e {
+        ModelError::Http { .. } => "http",
+        ModelError::Timeout { .. } => "timeout",
+        ModelError::Connection { .. } => "connection",
+        ModelError::InvalidResponse { .. } => "invalid_response",
+        ModelError::Config(_) => "config",
+        ModelError::Function { .. } => "function",
+    }
+}
+
+async fn send_request(
     model: &dyn Model,
     messages: &[Message],
     params: &ModelRequestParams,
@@ -192,7 +307,10 @@ impl Driver for PlainDriver {
         })
     }
 
-    fn tool_call<'a>(&'a self, call: ToolCall<'a>) -> BoxFuture<'a, Result<ToolOutcome, AgentError>> {
+    fn tool_call<'a>(
+        &'a self,
+        call: ToolCall<'a>,
+    ) -> BoxFuture<'a, Result<ToolOutcome, AgentError>> {
         Box::pin(async move {
             let name = call.call.tool_name.as_str();
             with_policy(name, call.policy, |_| {

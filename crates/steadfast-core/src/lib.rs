@@ -31,6 +31,7 @@ mod output;
 pub mod policy;
 mod run;
 pub mod schema;
+pub mod semconv;
 pub mod stream;
 mod testing;
 mod tool;

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use steadfast_core::StepPolicy;
+use steadfast_core::semconv::{
+    ERROR_TYPE, OTEL_NAME, OTEL_STATUS_CODE, OTEL_STATUS_DESCRIPTION, SPAN_STEP,
+    STEADFAST_REPLAYED, STEADFAST_STEP_ATTEMPT, STEADFAST_STEP_ID, STEADFAST_STEP_KIND,
+    STEADFAST_STEP_NAME, STEADFAST_WORKFLOW_ID, TARGET, redact_secrets,
+};
 use tokio::sync::Notify;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use crate::deps::Deps;
 use crate::error::{Attempt, StepError, WorkflowError};
@@ -51,10 +58,14 @@ pub(crate) struct RunShared {
     pub deps: Arc<Deps>,
     pub observer: Option<Observer>,
     pub cancel: AtomicBool,
+    /// When this worker's lease on the workflow runs out, as far as it knows (renewals extend it).
+    pub lease_until: AtomicI64,
     pub in_flight: AtomicUsize,
     /// A suspension was asked for; `wake_at` is the earliest timer among the requests.
     pub suspend_requested: AtomicBool,
     pub wake_at: Mutex<Option<Millis>>,
+    /// The mailbox topics the waiting branches receive on.
+    pub waiting_on: Mutex<Vec<String>>,
     pub notify: Notify,
     pub suspend_threshold: Duration,
     pub replayed: AtomicU64,
@@ -62,7 +73,13 @@ pub(crate) struct RunShared {
 }
 
 impl RunShared {
-    fn request_suspend(&self, wake_at: Option<Millis>) {
+    fn request_suspend(&self, wake_at: Option<Millis>, topic: Option<&str>) {
+        if let Some(t) = topic
+            && let Ok(mut w) = self.waiting_on.lock()
+            && !w.iter().any(|x| x == t)
+        {
+            w.push(t.to_string());
+        }
         if let Some(t) = wake_at
             && let Ok(mut w) = self.wake_at.lock()
         {
@@ -214,7 +231,10 @@ impl WorkflowCtx {
 
     /// Run all futures concurrently and return their outputs in order. Give each future its own
     /// [`WorkflowCtx::branch`] (agent runs take their own namespace by themselves).
-    pub async fn join_all<F: Future>(&self, futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    pub async fn join_all<F: Future>(
+        &self,
+        futures: impl IntoIterator<Item = F>,
+    ) -> Vec<F::Output> {
         futures::future::join_all(futures).await
     }
 
@@ -227,7 +247,7 @@ impl WorkflowCtx {
         name: &str,
         input: &I,
         body: F,
-    ) -> impl Future<Output = Result<T, WorkflowError>> + Send + 'static
+    ) -> impl Future<Output = Result<T, WorkflowError>> + Send + 'static + use<I, T, F, Fut>
     where
         I: Serialize + ?Sized,
         T: Serialize + DeserializeOwned + Send + 'static,
@@ -244,7 +264,7 @@ impl WorkflowCtx {
         input: &I,
         policy: StepPolicy,
         mut body: F,
-    ) -> impl Future<Output = Result<T, WorkflowError>> + Send + 'static
+    ) -> impl Future<Output = Result<T, WorkflowError>> + Send + 'static + use<I, T, F, Fut>
     where
         I: Serialize + ?Sized,
         T: Serialize + DeserializeOwned + Send + 'static,
@@ -277,7 +297,7 @@ impl WorkflowCtx {
         &self,
         spec: StepSpec,
         mut body: F,
-    ) -> impl Future<Output = Result<T, WorkflowError>> + Send + 'a
+    ) -> impl Future<Output = Result<T, WorkflowError>> + Send + 'a + use<'a, T, F, Fut>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
         F: FnMut(StepCtx, WorkflowCtx) -> Fut + Send + 'a,
@@ -286,108 +306,135 @@ impl WorkflowCtx {
         let (position, step_id) = self.ns.alloc(&spec.short);
         let ctx = self.clone();
         async move {
-            let run = &ctx.run;
-            if let Some(replayed) = ctx.replay::<T>(&spec, &position, &step_id)? {
-                return replayed;
+            // The span opens when the step is first polled, so its parent is whatever span
+            // polls it (an agent run, a tool, a branch); a replay closes it at once.
+            let span = step_span(&ctx.run, &spec, &step_id);
+            match ctx.replay::<T>(&spec, &position, &step_id, &span) {
+                Ok(Some(replayed)) => return replayed,
+                Ok(None) => {}
+                Err(e) => {
+                    record_step_error(&span, &e);
+                    return Err(e);
+                }
             }
-            if run.cancel.load(Ordering::SeqCst) {
-                return Err(WorkflowError::Cancelled(run.id.clone()));
+            if !span.is_disabled() {
+                span.record(STEADFAST_REPLAYED, false);
             }
-            let _guard = InFlight::new(run);
-            let started_at = now_millis();
-            let clock = Instant::now();
-            let key = format!("{}/{}", run.id, step_id);
-            let mut attempt = 1;
-            let result: Result<T, StepError> = loop {
-                let sc = StepCtx {
-                    attempt,
-                    idempotency_key: key.clone(),
-                    step_id: step_id.clone(),
-                };
-                let nested = ctx.nested(format!("{step_id}/"));
-                let fut = body(sc, nested);
-                let outcome = match spec.policy.timeout {
-                    Some(t) => match tokio::time::timeout(t, fut).await {
-                        Ok(o) => o,
-                        Err(_) => Attempt::Failed(StepError::retryable(format!(
-                            "timed out after {t:?}"
-                        ))),
-                    },
-                    None => fut.await,
-                };
-                match outcome {
-                    Attempt::Ok(v) => break Ok(v),
-                    Attempt::Engine(e) => return Err(e),
-                    Attempt::Failed(e) => {
-                        let delay = if e.retryable {
-                            spec.policy.retry.delay_after(attempt, e.retry_after)
-                        } else {
-                            None
-                        };
-                        let Some(delay) = delay else { break Err(e) };
-                        run.store
-                            .record_attempt(
-                                &run.id,
-                                &run.owner,
-                                AttemptRecord {
-                                    position: position.clone(),
-                                    step_id: step_id.clone(),
+            let result = async {
+                let run = &ctx.run;
+                if run.cancel.load(Ordering::SeqCst) {
+                    return Err(WorkflowError::Cancelled(run.id.clone()));
+                }
+                // A worker that was paused past its lease may have been replaced: it must not
+                // start new work on what may be another worker's workflow now.
+                if now_millis() >= run.lease_until.load(Ordering::SeqCst) {
+                    return Err(WorkflowError::LeaseLost(run.id.clone()));
+                }
+                let _guard = InFlight::new(run);
+                let started_at = now_millis();
+                let clock = Instant::now();
+                let key = format!("{}/{}", run.id, step_id);
+                let mut attempt = 1;
+                let result: Result<T, StepError> = loop {
+                    let sc = StepCtx {
+                        attempt,
+                        idempotency_key: key.clone(),
+                        step_id: step_id.clone(),
+                    };
+                    let nested = ctx.nested(format!("{step_id}/"));
+                    let fut = body(sc, nested);
+                    let outcome = match spec.policy.timeout {
+                        Some(t) => match tokio::time::timeout(t, fut).await {
+                            Ok(o) => o,
+                            Err(_) => Attempt::Failed(StepError::retryable(format!(
+                                "timed out after {t:?}"
+                            ))),
+                        },
+                        None => fut.await,
+                    };
+                    match outcome {
+                        Attempt::Ok(v) => break Ok(v),
+                        Attempt::Engine(e) => return Err(e),
+                        Attempt::Failed(e) => {
+                            let delay = if e.retryable {
+                                spec.policy.retry.delay_after(attempt, e.retry_after)
+                            } else {
+                                None
+                            };
+                            let Some(delay) = delay else { break Err(e) };
+                            run.store
+                                .record_attempt(
+                                    &run.id,
+                                    &run.owner,
+                                    AttemptRecord {
+                                        position: position.clone(),
+                                        step_id: step_id.clone(),
+                                        attempt,
+                                        error: e.message.clone(),
+                                        at: now_millis(),
+                                    },
+                                )
+                                .await?;
+                            run.emit(|| StepEvent {
+                                workflow_id: run.id.clone(),
+                                step_id: step_id.clone(),
+                                kind: spec.kind,
+                                name: spec.name.clone(),
+                                event: StepEventKind::Retrying {
                                     attempt,
                                     error: e.message.clone(),
-                                    at: now_millis(),
+                                    delay,
                                 },
-                            )
-                            .await?;
-                        run.emit(|| StepEvent {
-                            workflow_id: run.id.clone(),
-                            step_id: step_id.clone(),
-                            kind: spec.kind,
-                            name: spec.name.clone(),
-                            event: StepEventKind::Retrying {
-                                attempt,
-                                error: e.message.clone(),
-                                delay,
-                            },
-                            attempts: attempt,
-                            duration: clock.elapsed(),
-                            input: spec.input.clone(),
-                            output: None,
-                        });
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
+                                attempts: attempt,
+                                duration: clock.elapsed(),
+                                input: spec.input.clone(),
+                                output: None,
+                            });
+                            tokio::time::sleep(delay).await;
+                            attempt += 1;
+                        }
                     }
-                }
-            };
-            let output = match &result {
-                Ok(v) => Ok(serde_json::to_value(v)?),
-                Err(e) => Err(StepFailure {
-                    message: e.message.clone(),
-                    retryable: e.retryable,
-                }),
-            };
-            let record = StepRecord {
-                position: position.clone(),
-                step_id: step_id.clone(),
-                kind: spec.kind,
-                name: spec.name.clone(),
-                input_hash: spec.input_hash.clone(),
-                input: spec.input.clone(),
-                output,
-                attempts: attempt,
-                started_at,
-                duration_us: clock.elapsed().as_micros() as i64,
-                seq: 0,
-            };
-            ctx.commit(record, None).await?;
-            run.executed.fetch_add(1, Ordering::Relaxed);
-            match result {
-                Ok(v) => Ok(v),
-                Err(e) => Err(WorkflowError::StepFailed {
-                    step: step_id,
-                    message: e.message,
+                };
+                let output = match &result {
+                    Ok(v) => Ok(serde_json::to_value(v)?),
+                    Err(e) => Err(StepFailure {
+                        message: e.message.clone(),
+                        retryable: e.retryable,
+                    }),
+                };
+                let record = StepRecord {
+                    position: position.clone(),
+                    step_id: step_id.clone(),
+                    kind: spec.kind,
+                    name: spec.name.clone(),
+                    input_hash: spec.input_hash.clone(),
+                    input: spec.input.clone(),
+                    output,
                     attempts: attempt,
-                }),
+                    started_at,
+                    duration_us: clock.elapsed().as_micros() as i64,
+                    seq: 0,
+                };
+                ctx.commit(record, None).await?;
+                run.executed.fetch_add(1, Ordering::Relaxed);
+                if !span.is_disabled() {
+                    span.record(STEADFAST_STEP_ATTEMPT, i64::from(attempt));
+                }
+                match result {
+                    Ok(v) => Ok(v),
+                    Err(e) => Err(WorkflowError::StepFailed {
+                        step: step_id.clone(),
+                        message: e.message,
+                        attempts: attempt,
+                    }),
+                }
             }
+            .instrument(span.clone())
+            .await;
+            if let Err(e) = &result {
+                record_step_error(&span, e);
+            }
+            result
         }
     }
 
@@ -420,11 +467,14 @@ impl WorkflowCtx {
     }
 
     /// The recorded result at `position`, if the journal has one; a mismatch is non-determinism.
+    ///
+    /// A hit marks `span` as replayed (`steadfast.replayed = true`, the recorded attempts).
     fn replay<T: DeserializeOwned>(
         &self,
         spec: &StepSpec,
         position: &str,
         step_id: &str,
+        span: &Span,
     ) -> Result<Option<Result<T, WorkflowError>>, WorkflowError> {
         let clock = Instant::now();
         let run = &self.run;
@@ -443,20 +493,8 @@ impl WorkflowCtx {
             return Err(WorkflowError::NonDeterminism {
                 workflow_id: run.id.clone(),
                 position: position.to_string(),
-                expected: format!(
-                    "{} step `{}` ({}, input {})",
-                    record.kind.as_str(),
-                    record.name,
-                    record.step_id,
-                    record.input_hash
-                ),
-                actual: format!(
-                    "{} step `{}` ({}, input {})",
-                    spec.kind.as_str(),
-                    spec.name,
-                    step_id,
-                    spec.input_hash
-                ),
+                expected: describe(record.kind, &record.name, &record.step_id, &record.input_hash),
+                actual: describe(spec.kind, &spec.name, step_id, &spec.input_hash),
             });
         }
         let value = match &record.output {
@@ -468,6 +506,13 @@ impl WorkflowCtx {
             }),
         };
         run.replayed.fetch_add(1, Ordering::Relaxed);
+        if !span.is_disabled() {
+            span.record(STEADFAST_REPLAYED, true);
+            span.record(STEADFAST_STEP_ATTEMPT, i64::from(record.attempts));
+            if let Err(e) = &value {
+                record_step_error(span, e);
+            }
+        }
         run.emit(|| StepEvent {
             workflow_id: run.id.clone(),
             step_id: record.step_id.clone(),
@@ -483,15 +528,16 @@ impl WorkflowCtx {
     }
 
     /// Journal a value computed once (a clock reading, a random number, a wake-up time).
-    fn value<T>(
+    fn value<T, C>(
         &self,
         short: &str,
         kind: StepKind,
         input: Value,
-        compute: impl FnOnce() -> T + Send + 'static,
-    ) -> impl Future<Output = Result<T, WorkflowError>> + Send + 'static
+        compute: C,
+    ) -> impl Future<Output = Result<T, WorkflowError>> + Send + 'static + use<T, C>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
+        C: FnOnce() -> T + Send + 'static,
     {
         let spec = StepSpec {
             kind,
@@ -515,17 +561,17 @@ impl WorkflowCtx {
 
     /// The current time in milliseconds since the Unix epoch, journaled: a replay sees the same
     /// reading.
-    pub fn now(&self) -> impl Future<Output = Result<Millis, WorkflowError>> + Send + 'static {
+    pub fn now(&self) -> impl Future<Output = Result<Millis, WorkflowError>> + Send + 'static + use<> {
         self.value("now", StepKind::Value, Value::Null, now_millis)
     }
 
     /// A random 64-bit number, journaled.
-    pub fn random(&self) -> impl Future<Output = Result<u64, WorkflowError>> + Send + 'static {
+    pub fn random(&self) -> impl Future<Output = Result<u64, WorkflowError>> + Send + 'static + use<> {
         self.value("random", StepKind::Value, Value::Null, random_u64)
     }
 
     /// A random (v4) UUID, journaled.
-    pub fn uuid(&self) -> impl Future<Output = Result<String, WorkflowError>> + Send + 'static {
+    pub fn uuid(&self) -> impl Future<Output = Result<String, WorkflowError>> + Send + 'static + use<> {
         self.value("uuid", StepKind::Value, Value::Null, || {
             let (a, b) = (random_u64(), random_u64());
             let a = (a & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
@@ -543,9 +589,14 @@ impl WorkflowCtx {
 
     /// Sleep durably: the wake-up time is journaled, so the sleep survives restarts. A sleep
     /// longer than the worker's suspend threshold drops the workflow from memory until it is due.
-    pub fn sleep(&self, d: Duration) -> impl Future<Output = Result<(), WorkflowError>> + Send + 'static {
+    pub fn sleep(
+        &self,
+        d: Duration,
+    ) -> impl Future<Output = Result<(), WorkflowError>> + Send + 'static + use<> {
         let ms = d.as_millis() as i64;
-        let wake = self.value("sleep", StepKind::Sleep, Value::from(ms), move || now_millis() + ms);
+        let wake = self.value("sleep", StepKind::Sleep, Value::from(ms), move || {
+            now_millis() + ms
+        });
         let run = self.run.clone();
         async move {
             let wake_at = wake.await?;
@@ -561,12 +612,15 @@ impl WorkflowCtx {
         &self,
         topic: &str,
         timeout: Option<Duration>,
-    ) -> impl Future<Output = Result<Option<T>, WorkflowError>> + Send + 'static {
+    ) -> impl Future<Output = Result<Option<T>, WorkflowError>> + Send + 'static + use<T> {
         let deadline = timeout.map(|t| {
             let ms = t.as_millis() as i64;
-            self.value("recv_deadline", StepKind::Value, Value::from(ms), move || {
-                now_millis() + ms
-            })
+            self.value(
+                "recv_deadline",
+                StepKind::Value,
+                Value::from(ms),
+                move || now_millis() + ms,
+            )
         });
         let (position, step_id) = self.ns.alloc(&format!("recv__{topic}"));
         let ctx = self.clone();
@@ -585,8 +639,12 @@ impl WorkflowCtx {
                 policy: StepPolicy::default(),
             };
             let run = ctx.run.clone();
+            let span = step_span(&run, &spec, &step_id);
             loop {
-                if let Some(r) = ctx.replay::<Option<Value>>(&spec, &position, &step_id)? {
+                if let Some(r) = ctx
+                    .replay::<Option<Value>>(&spec, &position, &step_id, &span)
+                    .inspect_err(|e| record_step_error(&span, e))?
+                {
                     return match r? {
                         Some(v) => Ok(Some(serde_json::from_value(v)?)),
                         None => Ok(None),
@@ -618,6 +676,11 @@ impl WorkflowCtx {
                         seq: 0,
                     };
                     ctx.commit(record, consume).await?;
+                    run.executed.fetch_add(1, Ordering::Relaxed);
+                    if !span.is_disabled() {
+                        span.record(STEADFAST_REPLAYED, false);
+                        span.record(STEADFAST_STEP_ATTEMPT, 1_i64);
+                    }
                     return match payload {
                         Some(v) => Ok(Some(serde_json::from_value(v)?)),
                         None => Ok(None),
@@ -632,7 +695,7 @@ impl WorkflowCtx {
                         tokio::time::sleep(Duration::from_millis(left)).await;
                     }
                     _ => {
-                        run.request_suspend(deadline);
+                        run.request_suspend(deadline, Some(&topic));
                         futures::future::pending::<()>().await;
                     }
                 }
@@ -646,12 +709,13 @@ impl WorkflowCtx {
         &self,
         child_id: &str,
         input: W::Input,
-    ) -> impl Future<Output = Result<W::Output, WorkflowError>> + Send + 'static {
+    ) -> impl Future<Output = Result<W::Output, WorkflowError>> + Send + 'static + use<W> {
         let child_id = child_id.to_string();
         let input = serde_json::to_value(&input).unwrap_or(Value::Null);
         let store = self.run.store.clone();
         let parent = self.run.id.clone();
-        let start_input = serde_json::json!({ "id": child_id, "workflow": W::NAME, "input": input });
+        let start_input =
+            serde_json::json!({ "id": child_id, "workflow": W::NAME, "input": input });
         let start = self.execute(
             StepSpec {
                 kind: StepKind::Child,
@@ -664,20 +728,21 @@ impl WorkflowCtx {
             {
                 let child_id = child_id.clone();
                 move |_, _| {
-                let store = store.clone();
-                let new = NewWorkflow {
-                    id: child_id.clone(),
-                    name: W::NAME.to_string(),
-                    input: input.clone(),
-                    parent_id: Some(parent.clone()),
-                };
-                async move {
-                    match store.create_workflow(new).await {
-                        Ok(_) => Attempt::Ok(Value::Null),
-                        Err(e) => Attempt::Failed(StepError::retryable(e)),
+                    let store = store.clone();
+                    let new = NewWorkflow {
+                        id: child_id.clone(),
+                        name: W::NAME.to_string(),
+                        input: input.clone(),
+                        parent_id: Some(parent.clone()),
+                    };
+                    async move {
+                        match store.create_workflow(new).await {
+                            Ok(_) => Attempt::Ok(Value::Null),
+                            Err(e) => Attempt::Failed(StepError::retryable(e)),
+                        }
                     }
                 }
-            }},
+            },
         );
         let (position, step_id) = self.ns.alloc(&format!("child__{}", W::NAME));
         let ctx = self.clone();
@@ -692,8 +757,12 @@ impl WorkflowCtx {
                 policy: StepPolicy::default(),
             };
             let run = ctx.run.clone();
+            let span = step_span(&run, &spec, &step_id);
             loop {
-                if let Some(r) = ctx.replay::<Value>(&spec, &position, &step_id)? {
+                if let Some(r) = ctx
+                    .replay::<Value>(&spec, &position, &step_id, &span)
+                    .inspect_err(|e| record_step_error(&span, e))?
+                {
                     return Ok(serde_json::from_value(r?)?);
                 }
                 let record = {
@@ -707,7 +776,7 @@ impl WorkflowCtx {
                 };
                 if !record.status.is_terminal() {
                     // The child's completion wakes this workflow; the timer is a safety net.
-                    run.request_suspend(Some(now_millis() + CHILD_POLL_MS));
+                    run.request_suspend(Some(now_millis() + CHILD_POLL_MS), None);
                     futures::future::pending::<()>().await;
                     continue;
                 }
@@ -736,6 +805,15 @@ impl WorkflowCtx {
                     seq: 0,
                 };
                 ctx.commit(step, None).await?;
+                run.executed.fetch_add(1, Ordering::Relaxed);
+                if !span.is_disabled() {
+                    span.record(STEADFAST_REPLAYED, false);
+                    span.record(STEADFAST_STEP_ATTEMPT, 1_i64);
+                    if let Err(f) = &output {
+                        span.record(OTEL_STATUS_CODE, "error");
+                        span.record(OTEL_STATUS_DESCRIPTION, redact_secrets(&f.message));
+                    }
+                }
                 return match output {
                     Ok(v) => Ok(serde_json::from_value(v)?),
                     Err(f) => Err(WorkflowError::StepFailed {
@@ -747,6 +825,48 @@ impl WorkflowCtx {
             }
         }
     }
+}
+
+/// The `step {id}` span of one step, run or replayed.
+fn step_span(run: &RunShared, spec: &StepSpec, step_id: &str) -> Span {
+    tracing::info_span!(
+        target: TARGET,
+        SPAN_STEP,
+        { OTEL_NAME } = format!("{SPAN_STEP} {step_id}"),
+        { STEADFAST_STEP_ID } = step_id,
+        { STEADFAST_STEP_NAME } = spec.name.as_str(),
+        { STEADFAST_STEP_KIND } = spec.kind.as_str(),
+        { STEADFAST_WORKFLOW_ID } = run.id.as_str(),
+        { STEADFAST_REPLAYED } = Empty,
+        { STEADFAST_STEP_ATTEMPT } = Empty,
+        { ERROR_TYPE } = Empty,
+        { OTEL_STATUS_CODE } = Empty,
+        { OTEL_STATUS_DESCRIPTION } = Empty,
+    )
+}
+
+/// Records a step's failure on its span. Suspension is not a failure: a suspended step's
+/// future is dropped, and its span simply ends.
+fn record_step_error(span: &Span, e: &WorkflowError) {
+    if span.is_disabled() {
+        return;
+    }
+    let kind = match e {
+        WorkflowError::Agent(_) => "agent",
+        WorkflowError::StepFailed { .. } => "step_failed",
+        WorkflowError::NonDeterminism { .. } => "non_determinism",
+        WorkflowError::Cancelled(_) => "cancelled",
+        WorkflowError::Store(_) => "store",
+        WorkflowError::MissingDeps(_) => "missing_deps",
+        WorkflowError::Serde(_) => "serde",
+        WorkflowError::Config(_) => "config",
+        WorkflowError::Failed(_) => "failed",
+        WorkflowError::Remote { .. } => "remote",
+        WorkflowError::LeaseLost(_) => "lease_lost",
+    };
+    span.record(ERROR_TYPE, kind);
+    span.record(OTEL_STATUS_CODE, "error");
+    span.record(OTEL_STATUS_DESCRIPTION, redact_secrets(&e.to_string()));
 }
 
 /// How often a parent waiting on a child re-checks it, should the child's wake-up be missed.
@@ -765,6 +885,14 @@ pub(crate) fn error_text(output: Option<&Value>) -> String {
     }
 }
 
+/// A step as the non-determinism error names it: "`name` (kind step, id name#1, input h)".
+fn describe(kind: StepKind, name: &str, step_id: &str, input_hash: &str) -> String {
+    format!(
+        "`{name}` (kind {}, id {step_id}, input {input_hash})",
+        kind.as_str()
+    )
+}
+
 /// Wait until `wake_at`: in memory when it is near, else by suspending the run.
 async fn wait_until(run: &RunShared, wake_at: Millis) {
     loop {
@@ -777,7 +905,7 @@ async fn wait_until(run: &RunShared, wake_at: Millis) {
             tokio::time::sleep(Duration::from_millis(left as u64)).await;
             return;
         }
-        run.request_suspend(Some(wake_at));
+        run.request_suspend(Some(wake_at), None);
         futures::future::pending::<()>().await;
     }
 }

@@ -364,12 +364,16 @@ impl Store for MemoryStore {
                 Outcome::Suspended { .. } if entry.record.cancel_requested => {
                     state.terminate(id, WorkflowStatus::Cancelled, cancelled_output(), now);
                 }
-                Outcome::Suspended { wake_at } => {
+                Outcome::Suspended { wake_at, waiting_on } => {
                     let r = &mut entry.record;
                     r.owner = None;
                     r.lease_expires_at = None;
                     r.updated_at = now;
-                    if entry.mailbox.iter().any(|(_, consumed)| !consumed) {
+                    if entry
+                        .mailbox
+                        .iter()
+                        .any(|(m, consumed)| !consumed && waiting_on.contains(&m.topic))
+                    {
                         r.status = WorkflowStatus::Pending;
                         r.wake_at = None;
                     } else {

@@ -271,6 +271,10 @@ pub enum Outcome {
     Suspended {
         /// The timer, if any.
         wake_at: Option<Millis>,
+        /// The mailbox topics the workflow waits on. An unconsumed message on one of them (sent
+        /// while the run was going on) makes the workflow pending at once instead; messages on
+        /// other topics wait for their `recv` and do not wake it again and again.
+        waiting_on: Vec<String>,
     },
 }
 
@@ -406,8 +410,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// End this run of the workflow: finished for good (which wakes a suspended parent), or
     /// suspended. Releases the lease. Fenced by `owner`. A workflow suspended while its mailbox
-    /// holds an unconsumed message becomes pending instead, so a message sent during the run is
-    /// never missed.
+    /// holds an unconsumed message on a topic it waits on becomes pending instead, so a message
+    /// sent during the run is never missed.
     fn finish<'a>(&'a self, id: &'a str, owner: &'a str, outcome: Outcome) -> StoreFuture<'a, ()>;
 
     /// Put a message in a workflow's mailbox and wake the workflow if it is suspended.

@@ -2,13 +2,23 @@
 //! leases, and suspends or finishes them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use steadfast_core::Usage;
+use steadfast_core::semconv::{
+    GEN_AI_AGGREGATED_USAGE_INPUT_TOKENS, GEN_AI_AGGREGATED_USAGE_OUTPUT_TOKENS, OTEL_NAME,
+    OTEL_STATUS_CODE, OTEL_STATUS_DESCRIPTION, SPAN_WORKFLOW, STEADFAST_COST_USD,
+    STEADFAST_REQUESTS, STEADFAST_STEPS_EXECUTED, STEADFAST_STEPS_REPLAYED,
+    STEADFAST_UNPRICED_REQUESTS, STEADFAST_WORKFLOW_ID, STEADFAST_WORKFLOW_NAME,
+    STEADFAST_WORKFLOW_STATUS, TARGET, int, redact_secrets,
+};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use crate::ctx::{RunShared, WorkflowCtx};
 use crate::deps::Deps;
@@ -16,7 +26,7 @@ use crate::engine::Engine;
 use crate::error::WorkflowError;
 use crate::events::{Observer, StepEvent};
 use crate::owner;
-use crate::store::{Claim, Outcome, WorkflowStatus, now_millis};
+use crate::store::{Claim, Outcome, StepKind, WorkflowStatus, now_millis};
 use crate::workflow::{Erased, ErasedWorkflow, Workflow};
 
 /// Worker settings.
@@ -159,7 +169,11 @@ impl Worker {
             let _ = j.await;
         }
         let running: Vec<(String, Running)> = {
-            let mut r = self.shared.running.lock().unwrap_or_else(|e| e.into_inner());
+            let mut r = self
+                .shared
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             r.drain().collect()
         };
         for (id, r) in running {
@@ -174,6 +188,7 @@ impl Worker {
                     &self.shared.id,
                     Outcome::Suspended {
                         wake_at: Some(now_millis()),
+                        waiting_on: Vec::new(),
                     },
                 )
                 .await;
@@ -192,6 +207,10 @@ impl Drop for Worker {
     }
 }
 
+/// How often a worker looks for workflows leased by dead processes on its host. A killed process
+/// may take a moment to disappear, so the check repeats often; it is one small query.
+const DEAD_CHECK_EVERY: Duration = Duration::from_millis(300);
+
 async fn main_loop(w: Arc<WorkerShared>, mut stop: watch::Receiver<bool>) {
     let renew_every = (w.config.lease / 3).min(Duration::from_secs(2));
     let mut last_renew = tokio::time::Instant::now();
@@ -203,7 +222,7 @@ async fn main_loop(w: Arc<WorkerShared>, mut stop: watch::Receiver<bool>) {
         }
         // Workers of dead processes on this host give up their workflows at once.
         let mut dead = Vec::new();
-        if dead_check.elapsed() >= Duration::from_secs(2) {
+        if dead_check.elapsed() >= DEAD_CHECK_EVERY {
             dead_check = tokio::time::Instant::now();
             if let Ok(owners) = w.engine.store().running_owners().await {
                 dead = owners.into_iter().filter(|o| owner::is_dead(o)).collect();
@@ -253,6 +272,7 @@ async fn renew(w: &Arc<WorkerShared>) {
     if ids.is_empty() {
         return;
     }
+    let asked_at = now_millis();
     let states = match w.engine.store().renew(&w.id, &ids, w.config.lease).await {
         Ok(s) => s,
         Err(e) => {
@@ -263,7 +283,11 @@ async fn renew(w: &Arc<WorkerShared>) {
     let r = w.running.lock().unwrap_or_else(|e| e.into_inner());
     for s in states {
         if let Some(run) = r.get(&s.id) {
-            if !s.held {
+            if s.held {
+                run.run
+                    .lease_until
+                    .store(lease_deadline(asked_at, w.config.lease), Ordering::SeqCst);
+            } else {
                 run.lost.store(true, Ordering::SeqCst);
                 run.task.abort();
             }
@@ -273,6 +297,13 @@ async fn renew(w: &Arc<WorkerShared>) {
             }
         }
     }
+}
+
+/// Until when a lease asked for at `asked_at` is surely ours: its length less a tenth, for the
+/// time the request took and for clock drift.
+fn lease_deadline(asked_at: i64, lease: Duration) -> i64 {
+    let ms = lease.as_millis() as i64;
+    asked_at + ms - ms / 10
 }
 
 fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) {
@@ -289,9 +320,11 @@ fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) {
         deps: w.deps.clone(),
         observer: w.observer.clone(),
         cancel: AtomicBool::new(rec.cancel_requested),
+        lease_until: AtomicI64::new(lease_deadline(now_millis(), w.config.lease)),
         in_flight: AtomicUsize::new(0),
         suspend_requested: AtomicBool::new(false),
         wake_at: Mutex::new(None),
+        waiting_on: Mutex::new(Vec::new()),
         notify: Notify::new(),
         suspend_threshold: w.config.suspend_threshold,
         replayed: AtomicU64::new(0),
@@ -303,9 +336,35 @@ fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) {
         let w = w.clone();
         let run = run.clone();
         let input = rec.input.clone();
+        // A root span: each execution of a workflow (first run, resumption) is its own trace.
+        let span = tracing::info_span!(
+            target: TARGET,
+            parent: None,
+            SPAN_WORKFLOW,
+            { OTEL_NAME } = format!("{SPAN_WORKFLOW} {}", run.name),
+            { STEADFAST_WORKFLOW_ID } = run.id.as_str(),
+            { STEADFAST_WORKFLOW_NAME } = run.name.as_str(),
+            { STEADFAST_WORKFLOW_STATUS } = Empty,
+            { STEADFAST_STEPS_REPLAYED } = Empty,
+            { STEADFAST_STEPS_EXECUTED } = Empty,
+            { GEN_AI_AGGREGATED_USAGE_INPUT_TOKENS } = Empty,
+            { GEN_AI_AGGREGATED_USAGE_OUTPUT_TOKENS } = Empty,
+            { STEADFAST_REQUESTS } = Empty,
+            { STEADFAST_COST_USD } = Empty,
+            { STEADFAST_UNPRICED_REQUESTS } = Empty,
+            { OTEL_STATUS_CODE } = Empty,
+            { OTEL_STATUS_DESCRIPTION } = Empty,
+        );
+        let report = RunSpan {
+            span: span.clone(),
+            run: run.clone(),
+            done: false,
+        };
         tokio::spawn(async move {
             let id = run.id.clone();
-            execute_run(&w, run, wf, input).await;
+            execute_run(&w, run, wf, input, report)
+                .instrument(span)
+                .await;
             w.running
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -321,11 +380,79 @@ fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) {
         .insert(rec.id, Running { run, lost, task });
 }
 
+/// Reports how one execution of a workflow ended on its `workflow` span, with the workflow's
+/// totals read from its journal. Dropped unfinished (the task aborted: shutdown, lost lease),
+/// it reports `interrupted`.
+struct RunSpan {
+    span: Span,
+    run: Arc<RunShared>,
+    done: bool,
+}
+
+impl RunSpan {
+    fn finish(&mut self, status: &str, error: Option<&str>) {
+        self.done = true;
+        let span = &self.span;
+        if span.is_disabled() {
+            return;
+        }
+        span.record(STEADFAST_WORKFLOW_STATUS, status);
+        span.record(
+            STEADFAST_STEPS_REPLAYED,
+            int(self.run.replayed.load(Ordering::Relaxed)),
+        );
+        span.record(
+            STEADFAST_STEPS_EXECUTED,
+            int(self.run.executed.load(Ordering::Relaxed)),
+        );
+        if let Some(e) = error {
+            span.record(OTEL_STATUS_CODE, "error");
+            span.record(OTEL_STATUS_DESCRIPTION, redact_secrets(e));
+        }
+        // Every model request of the workflow, nested agents included, is a step of its own.
+        let mut total = Usage::default();
+        {
+            let journal = self.run.journal.lock().unwrap_or_else(|e| e.into_inner());
+            for step in journal.values() {
+                if step.kind == StepKind::ModelRequest
+                    && let Ok(out) = &step.output
+                    && let Some(u) = out.get("usage")
+                    && let Ok(u) = serde_json::from_value::<Usage>(u.clone())
+                {
+                    total += &u;
+                }
+            }
+        }
+        span.record(
+            GEN_AI_AGGREGATED_USAGE_INPUT_TOKENS,
+            int(total.input_tokens),
+        );
+        span.record(
+            GEN_AI_AGGREGATED_USAGE_OUTPUT_TOKENS,
+            int(total.output_tokens),
+        );
+        span.record(STEADFAST_REQUESTS, int(total.requests));
+        span.record(STEADFAST_COST_USD, total.cost_usd);
+        if total.unpriced_requests > 0 {
+            span.record(STEADFAST_UNPRICED_REQUESTS, int(total.unpriced_requests));
+        }
+    }
+}
+
+impl Drop for RunSpan {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish("interrupted", None);
+        }
+    }
+}
+
 async fn execute_run(
     w: &Arc<WorkerShared>,
     run: Arc<RunShared>,
     wf: Arc<dyn ErasedWorkflow>,
     input: Value,
+    mut report: RunSpan,
 ) {
     let store = run.store.clone();
     match store.load_journal(&run.id).await {
@@ -337,6 +464,7 @@ async fn execute_run(
         }
         Err(e) => {
             tracing::warn!(workflow = %run.id, error = %e, "cannot load the journal; leaving it for a retry");
+            report.finish("interrupted", Some(&e.to_string()));
             return;
         }
     }
@@ -366,23 +494,38 @@ async fn execute_run(
     let outcome = match result {
         None => {
             let wake_at = *run.wake_at.lock().unwrap_or_else(|e| e.into_inner());
-            Outcome::Suspended { wake_at }
+            report.finish("suspended", None);
+            let waiting_on = std::mem::take(
+                &mut *run.waiting_on.lock().unwrap_or_else(|e| e.into_inner()),
+            );
+            Outcome::Suspended {
+                wake_at,
+                waiting_on,
+            }
         }
-        Some(Ok(v)) => Outcome::Finished {
-            status: WorkflowStatus::Completed,
-            output: v,
-        },
-        Some(Err(WorkflowError::Cancelled(_))) => Outcome::Finished {
-            status: WorkflowStatus::Cancelled,
-            output: json!({ "error": "cancelled" }),
-        },
+        Some(Ok(v)) => {
+            report.finish("completed", None);
+            Outcome::Finished {
+                status: WorkflowStatus::Completed,
+                output: v,
+            }
+        }
+        Some(Err(WorkflowError::Cancelled(_))) => {
+            report.finish("cancelled", None);
+            Outcome::Finished {
+                status: WorkflowStatus::Cancelled,
+                output: json!({ "error": "cancelled" }),
+            }
+        }
         Some(Err(e @ (WorkflowError::Store(_) | WorkflowError::LeaseLost(_)))) => {
             // Not the workflow's fault: leave it to be picked up again when the lease expires.
             tracing::warn!(workflow = %run.id, error = %e, "run interrupted");
+            report.finish("interrupted", Some(&e.to_string()));
             return;
         }
         Some(Err(e)) => {
             tracing::error!(workflow = %run.id, error = %e, "workflow failed");
+            report.finish("failed", Some(&e.to_string()));
             Outcome::Finished {
                 status: WorkflowStatus::Failed,
                 output: json!({ "error": e.to_string() }),

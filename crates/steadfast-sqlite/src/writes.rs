@@ -301,16 +301,31 @@ pub(crate) fn finish(
             }
             terminate(conn, id, *status, output, now)
         }
-        Outcome::Suspended { wake_at } => {
-            let (cancel_requested, has_mail): (bool, bool) = conn
-                .prepare_cached(
-                    "SELECT cancel_requested, \
-                         EXISTS (SELECT 1 FROM mailbox WHERE workflow_id = ?1 AND consumed = 0) \
-                     FROM workflows WHERE id = ?1",
-                )
+        Outcome::Suspended {
+            wake_at,
+            waiting_on,
+        } => {
+            let cancel_requested: bool = conn
+                .prepare_cached("SELECT cancel_requested FROM workflows WHERE id = ?1")
                 .map_err(map_err)?
-                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row([id], |r| r.get(0))
                 .map_err(map_err)?;
+            let mut has_mail = false;
+            if !waiting_on.is_empty() {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT DISTINCT topic FROM mailbox WHERE workflow_id = ?1 AND consumed = 0",
+                    )
+                    .map_err(map_err)?;
+                let topics = stmt
+                    .query_map([id], |r| r.get::<_, String>(0))
+                    .map_err(map_err)?;
+                for t in topics {
+                    if waiting_on.contains(&t.map_err(map_err)?) {
+                        has_mail = true;
+                    }
+                }
+            }
             if cancel_requested {
                 return terminate(
                     conn,

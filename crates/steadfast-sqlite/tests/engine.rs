@@ -77,6 +77,7 @@ on_both_stores!(
     parallel_branches_replay_deterministically,
     child_workflows_and_journaled_values,
     cancellation_stops_a_waiting_workflow,
+    an_early_message_does_not_wake_a_sleeper_again_and_again,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -607,5 +608,32 @@ async fn cancellation_stops_a_waiting_workflow(store: Arc<dyn Store>) {
     );
     let err = h.result().await.unwrap_err();
     assert!(matches!(err, WorkflowError::Cancelled(_)), "{err}");
+    w.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct SleepThenRecv;
+
+impl Workflow for SleepThenRecv {
+    const NAME: &'static str = "sleep_then_recv";
+    type Input = ();
+    type Output = Option<String>;
+    async fn run(&self, ctx: &WorkflowCtx, _: ()) -> Result<Option<String>, WorkflowError> {
+        ctx.sleep(Duration::from_millis(800)).await?;
+        ctx.recv("approve", None).await
+    }
+}
+
+async fn an_early_message_does_not_wake_a_sleeper_again_and_again(store: Arc<dyn Store>) {
+    let engine = Engine::from_arc(store);
+    let w = engine.worker().config(fast()).workflow(SleepThenRecv).start();
+    let h = engine.start::<SleepThenRecv>("early", ()).await.unwrap();
+    wait_status(&engine, "early", WorkflowStatus::Suspended).await;
+    // The message for the later `recv` arrives while the workflow sleeps: it wakes the workflow
+    // once, which goes back to sleep; it is not woken again for every suspension.
+    engine.send("early", "approve", "go").await.unwrap();
+    assert_eq!(h.result().await.unwrap().as_deref(), Some("go"));
+    assert!(w.runs_ended() <= 4, "{} runs for one sleep and one message", w.runs_ended());
     w.shutdown().await;
 }

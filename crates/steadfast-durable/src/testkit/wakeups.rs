@@ -11,6 +11,7 @@ pub async fn timers<S: Store>(store: S) {
             "w",
             Outcome::Suspended {
                 wake_at: Some(now_millis() - 1_000),
+                waiting_on: vec![],
             },
         )
         .await
@@ -41,6 +42,7 @@ pub async fn timers<S: Store>(store: S) {
             "w",
             Outcome::Suspended {
                 wake_at: Some(wake_at),
+                waiting_on: vec![],
             },
         )
         .await
@@ -48,7 +50,7 @@ pub async fn timers<S: Store>(store: S) {
     assert_eq!(get(&store, "future").await.wake_at, Some(wake_at));
     create_running(&store, "forever", "w").await;
     store
-        .finish("forever", "w", Outcome::Suspended { wake_at: None })
+        .finish("forever", "w", Outcome::Suspended { wake_at: None, waiting_on: vec![] })
         .await
         .expect("suspend");
     assert!(
@@ -69,6 +71,7 @@ pub async fn timers<S: Store>(store: S) {
             "w",
             Outcome::Suspended {
                 wake_at: Some(wake_at - 300),
+                waiting_on: vec![],
             },
         )
         .await
@@ -207,13 +210,14 @@ pub async fn send_wakes_suspended<S: Store>(store: S) {
             "w",
             Outcome::Suspended {
                 wake_at: Some(now_millis() + 3_600_000),
+                waiting_on: vec![],
             },
         )
         .await
         .expect("suspend");
     create_running(&store, "none", "w").await;
     store
-        .finish("none", "w", Outcome::Suspended { wake_at: None })
+        .finish("none", "w", Outcome::Suspended { wake_at: None, waiting_on: vec![] })
         .await
         .expect("suspend");
     assert!(claim_ids(&store, "w2", 10, LONG).await.is_empty());
@@ -257,6 +261,7 @@ pub async fn message_during_run_wakes<S: Store>(store: S) {
             "w",
             Outcome::Suspended {
                 wake_at: Some(now_millis() + 3_600_000),
+                waiting_on: vec!["t".into()],
             },
         )
         .await
@@ -276,10 +281,21 @@ pub async fn message_during_run_wakes<S: Store>(store: S) {
 
     // Still unconsumed: suspending again leaves it pending again.
     store
-        .finish("wf", "w", Outcome::Suspended { wake_at: None })
+        .finish("wf", "w", Outcome::Suspended { wake_at: None, waiting_on: vec!["t".into()] })
         .await
         .expect("suspend");
     assert_eq!(get(&store, "wf").await.status, WorkflowStatus::Pending);
+    assert_eq!(claim_ids(&store, "w", 10, LONG).await, ["wf"]);
+
+    // Waiting on another topic, the unconsumed message does not wake it (no busy loop: the
+    // message waits for its own `recv`).
+    store
+        .finish("wf", "w", Outcome::Suspended { wake_at: None, waiting_on: vec!["other".into()] })
+        .await
+        .expect("suspend");
+    assert_eq!(get(&store, "wf").await.status, WorkflowStatus::Suspended);
+    assert!(claim_ids(&store, "w", 10, LONG).await.is_empty());
+    store.send("wf", "other", json!(1)).await.expect("send");
     assert_eq!(claim_ids(&store, "w", 10, LONG).await, ["wf"]);
 
     // Consumed: the workflow sleeps.
@@ -288,7 +304,7 @@ pub async fn message_during_run_wakes<S: Store>(store: S) {
         .await
         .expect("commit");
     store
-        .finish("wf", "w", Outcome::Suspended { wake_at: None })
+        .finish("wf", "w", Outcome::Suspended { wake_at: None, waiting_on: vec![] })
         .await
         .expect("suspend");
     assert_eq!(get(&store, "wf").await.status, WorkflowStatus::Suspended);
@@ -316,6 +332,7 @@ pub async fn cancellation<S: Store>(store: S) {
             "w",
             Outcome::Suspended {
                 wake_at: Some(now_millis() + 60_000),
+                waiting_on: vec![],
             },
         )
         .await
@@ -380,7 +397,7 @@ pub async fn cancellation<S: Store>(store: S) {
         Ok(WorkflowStatus::Running)
     );
     store
-        .finish("stubborn", "w", Outcome::Suspended { wake_at: None })
+        .finish("stubborn", "w", Outcome::Suspended { wake_at: None, waiting_on: vec![] })
         .await
         .expect("suspend");
     assert_eq!(
@@ -435,6 +452,7 @@ pub async fn finish_wakes_parent<S: Store>(store: S) {
             "w",
             Outcome::Suspended {
                 wake_at: Some(now_millis() + 3_600_000),
+                waiting_on: vec![],
             },
         )
         .await
@@ -490,7 +508,7 @@ pub async fn finish_wakes_parent<S: Store>(store: S) {
 
     // Failed children wake their parent too; a non-terminal "finish" is refused.
     store
-        .finish("parent", "w", Outcome::Suspended { wake_at: None })
+        .finish("parent", "w", Outcome::Suspended { wake_at: None, waiting_on: vec![] })
         .await
         .expect("suspend");
     let child2 = NewWorkflow {
