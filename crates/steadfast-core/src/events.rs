@@ -55,12 +55,17 @@ impl<O> RunStream<O> {
     pub async fn output(mut self) -> Result<RunResult<O>, AgentError> {
         while self.next().await.is_some() {}
         self.result.take().unwrap_or_else(|| {
-            Err(AgentError::Config("the streamed run ended without a result".into()))
+            Err(AgentError::Config(
+                "the streamed run ended without a result".into(),
+            ))
         })
     }
 
     /// Collect the text deltas into a stream of strings, then return the result.
-    pub async fn text_deltas(mut self, mut on_delta: impl FnMut(&str)) -> Result<RunResult<O>, AgentError> {
+    pub async fn text_deltas(
+        mut self,
+        mut on_delta: impl FnMut(&str),
+    ) -> Result<RunResult<O>, AgentError> {
         while let Some(ev) = self.next().await {
             if let AgentEvent::Model(StreamEvent::TextDelta { delta, .. }) = &ev {
                 on_delta(delta);

@@ -42,7 +42,9 @@ pub use agent::{Agent, AgentBuilder, ModelChoice, RunOptions, resolve_model, set
 pub use driver::{Driver, ModelCall, PlainDriver, Scope, ToolCall};
 pub use error::{AgentError, ToolError};
 pub use events::{AgentEvent, RunStream};
-pub use messages::{FinishReason, Message, ModelRequest, ModelResponse, RequestPart, ResponsePart, ToolCallPart};
+pub use messages::{
+    FinishReason, Message, ModelRequest, ModelResponse, RequestPart, ResponsePart, ToolCallPart,
+};
 pub use model::{
     Model, ModelError, ModelProfile, ModelRef, ModelRequestParams, ModelResolver, ModelSettings,
     ModelStream, OutputMode, OutputSchema, StreamEvent, ToolDefinition,

@@ -197,9 +197,7 @@ impl ModelError {
     /// errors are not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ModelError::Http { status, .. } => {
-                matches!(*status, 408 | 409 | 429) || *status >= 500
-            }
+            ModelError::Http { status, .. } => matches!(*status, 408 | 409 | 429) || *status >= 500,
             ModelError::Timeout { .. } | ModelError::Connection { .. } => true,
             ModelError::InvalidResponse { .. } | ModelError::Config(_) => false,
             ModelError::Function { retryable, .. } => *retryable,

@@ -46,7 +46,11 @@ impl<O: DeserializeOwned + JsonSchema> OutputSpec<O> {
         };
         let description = schema::take_description(&mut raw);
         let wrapped = !schema::is_object_schema(&raw);
-        let schema = if wrapped { schema::wrap_response(raw) } else { raw };
+        let schema = if wrapped {
+            schema::wrap_response(raw)
+        } else {
+            raw
+        };
         let name = std::any::type_name::<O>()
             .rsplit("::")
             .next()
@@ -59,7 +63,11 @@ impl<O: DeserializeOwned + JsonSchema> OutputSpec<O> {
             schema,
             wrapped,
             description,
-            name: if name.is_empty() { "output".into() } else { name },
+            name: if name.is_empty() {
+                "output".into()
+            } else {
+                name
+            },
             _o: PhantomData,
         }
     }

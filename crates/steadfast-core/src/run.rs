@@ -15,8 +15,7 @@ use crate::tool::{ToolOutcome, ToolResult};
 use crate::usage::{Usage, UsageLimits};
 
 /// Checks a typed output; `Err(ToolError::Retry(..))` sends the model back to try again.
-pub type OutputValidator<D, O> =
-    Arc<dyn Fn(&D, &O) -> Result<(), crate::ToolError> + Send + Sync>;
+pub type OutputValidator<D, O> = Arc<dyn Fn(&D, &O) -> Result<(), crate::ToolError> + Send + Sync>;
 
 /// What the loop needs next.
 #[derive(Debug)]
@@ -157,7 +156,11 @@ impl<D, O: serde::de::DeserializeOwned + schemars::JsonSchema> AgentRun<D, O> {
         }));
     }
 
-    fn output_retry(&mut self, call: Option<&ToolCallPart>, message: String) -> Result<RequestPart, AgentError> {
+    fn output_retry(
+        &mut self,
+        call: Option<&ToolCallPart>,
+        message: String,
+    ) -> Result<RequestPart, AgentError> {
         self.output_retries += 1;
         if self.output_retries > self.max_output_retries {
             return Err(AgentError::OutputRetriesExceeded {
@@ -199,7 +202,10 @@ impl<D, O: serde::de::DeserializeOwned + schemars::JsonSchema> AgentRun<D, O> {
         for call in &calls {
             if call.tool_name == OUTPUT_TOOL_NAME && self.output.mode == OutputMode::Tool {
                 if final_call.is_some() {
-                    extra.push(skipped(call, "Output tool not used - a final result was already processed."));
+                    extra.push(skipped(
+                        call,
+                        "Output tool not used - a final result was already processed.",
+                    ));
                     continue;
                 }
                 match self.output.parse_tool_args(&call.args).and_then(|o| {
@@ -212,11 +218,7 @@ impl<D, O: serde::de::DeserializeOwned + schemars::JsonSchema> AgentRun<D, O> {
             } else if self.function_tools.contains_key(&call.tool_name) {
                 function_calls.push(call.clone());
             } else {
-                let names: Vec<&str> = self
-                    .params
-                    .all_tools()
-                    .map(|t| t.name.as_str())
-                    .collect();
+                let names: Vec<&str> = self.params.all_tools().map(|t| t.name.as_str()).collect();
                 let msg = format!(
                     "Unknown tool name: '{}'. Available tools: {}",
                     call.tool_name,
@@ -234,7 +236,10 @@ impl<D, O: serde::de::DeserializeOwned + schemars::JsonSchema> AgentRun<D, O> {
                 content: "Final result processed.".into(),
             }];
             for c in &function_calls {
-                parts.push(skipped(c, "Tool not executed - a final result was already processed."));
+                parts.push(skipped(
+                    c,
+                    "Tool not executed - a final result was already processed.",
+                ));
             }
             parts.extend(extra);
             self.push_request(parts);
@@ -299,7 +304,11 @@ impl<D, O: serde::de::DeserializeOwned + schemars::JsonSchema> AgentRun<D, O> {
                     content,
                 }),
                 ToolResult::Retry(msg) => {
-                    let max = self.function_tools.get(&call.tool_name).copied().unwrap_or(1);
+                    let max = self
+                        .function_tools
+                        .get(&call.tool_name)
+                        .copied()
+                        .unwrap_or(1);
                     let n = self.tool_retries.entry(call.tool_name.clone()).or_default();
                     *n += 1;
                     if *n > max {

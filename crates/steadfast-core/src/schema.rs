@@ -129,7 +129,10 @@ fn example_at(root: &Value, schema: &Value, seed: u64, depth: usize) -> Value {
         }
         "array" => {
             let min = schema.get("minItems").and_then(Value::as_u64).unwrap_or(1);
-            let max = schema.get("maxItems").and_then(Value::as_u64).unwrap_or(min);
+            let max = schema
+                .get("maxItems")
+                .and_then(Value::as_u64)
+                .unwrap_or(min);
             let n = min.min(max).max(if max > 0 { 1 } else { 0 });
             let item = schema.get("items").cloned().unwrap_or(Value::Null);
             Value::Array(

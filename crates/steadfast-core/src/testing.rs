@@ -14,7 +14,10 @@ use crate::usage::Usage;
 type SyncFn =
     Arc<dyn Fn(&[Message], &ModelRequestParams) -> Result<ModelResponse, ModelError> + Send + Sync>;
 type AsyncFn = Arc<
-    dyn Fn(Vec<Message>, ModelRequestParams) -> BoxFuture<'static, Result<ModelResponse, ModelError>>
+    dyn Fn(
+            Vec<Message>,
+            ModelRequestParams,
+        ) -> BoxFuture<'static, Result<ModelResponse, ModelError>>
         + Send
         + Sync,
 >;
@@ -104,7 +107,9 @@ fn response_words(r: &ModelResponse) -> u64 {
     r.parts
         .iter()
         .map(|p| match p {
-            ResponsePart::Text { content } | ResponsePart::Thinking { content, .. } => words(content),
+            ResponsePart::Text { content } | ResponsePart::Thinking { content, .. } => {
+                words(content)
+            }
             ResponsePart::ToolCall(c) => 1 + words(&c.args),
         })
         .sum()
@@ -176,9 +181,17 @@ impl TestModel {
     fn respond(&self, messages: &[Message], params: &ModelRequestParams) -> ModelResponse {
         let last = messages.iter().rev().find_map(Message::as_request);
         let retries = last
-            .map(|r| r.parts.iter().filter(|p| matches!(p, RequestPart::RetryPrompt { .. })).count())
+            .map(|r| {
+                r.parts
+                    .iter()
+                    .filter(|p| matches!(p, RequestPart::RetryPrompt { .. }))
+                    .count()
+            })
             .unwrap_or(0) as u64;
-        let called_tools = messages.iter().any(|m| m.as_response().is_some_and(|r| r.tool_calls().next().is_some()));
+        let called_tools = messages.iter().any(|m| {
+            m.as_response()
+                .is_some_and(|r| r.tool_calls().next().is_some())
+        });
         if !called_tools && !params.function_tools.is_empty() {
             return ModelResponse {
                 parts: params
@@ -201,7 +214,13 @@ impl TestModel {
             OutputMode::Tool => {
                 let tool = params.output_tools.first();
                 let args = match (&self.custom_output, tool) {
-                    (Some(v), Some(t)) if t.parameters.get("properties").and_then(|p| p.get("response")).is_some() && v.get("response").is_none() => {
+                    (Some(v), Some(t))
+                        if t.parameters
+                            .get("properties")
+                            .and_then(|p| p.get("response"))
+                            .is_some()
+                            && v.get("response").is_none() =>
+                    {
                         serde_json::json!({ "response": v })
                     }
                     (Some(v), _) => v.clone(),
@@ -234,9 +253,9 @@ impl TestModel {
                         .filter_map(Message::as_request)
                         .flat_map(|r| r.parts.iter())
                         .filter_map(|p| match p {
-                            RequestPart::ToolReturn { tool_name, content, .. } => {
-                                Some((tool_name.clone(), content.clone()))
-                            }
+                            RequestPart::ToolReturn {
+                                tool_name, content, ..
+                            } => Some((tool_name.clone(), content.clone())),
                             _ => None,
                         })
                         .collect();

@@ -101,8 +101,11 @@ pub struct CallInfo {
 }
 
 /// Runs one tool call, given the driver scoped to the call's step and its idempotency key.
-pub type ToolExec =
-    Arc<dyn Fn(Arc<dyn Driver>, String) -> BoxFuture<'static, Result<ToolOutcome, ToolError>> + Send + Sync>;
+pub type ToolExec = Arc<
+    dyn Fn(Arc<dyn Driver>, String) -> BoxFuture<'static, Result<ToolOutcome, ToolError>>
+        + Send
+        + Sync,
+>;
 
 type Handler<D> =
     Arc<dyn Fn(ToolCtx<D>, String) -> BoxFuture<'static, Result<Value, ToolError>> + Send + Sync>;
@@ -132,7 +135,8 @@ fn parse_args<A: DeserializeOwned>(args: &str) -> Result<A, ToolError> {
 }
 
 fn to_value<R: Serialize>(r: R) -> Result<Value, ToolError> {
-    serde_json::to_value(r).map_err(|e| ToolError::fatal(format!("cannot serialize tool result: {e}")))
+    serde_json::to_value(r)
+        .map_err(|e| ToolError::fatal(format!("cannot serialize tool result: {e}")))
 }
 
 impl<D: Send + Sync + 'static> Tool<D> {

@@ -22,7 +22,9 @@ pub fn format_as_xml<T: Serialize + ?Sized>(value: &T, root_tag: &str) -> String
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn write(out: &mut String, tag: &str, v: &Value, depth: usize) {

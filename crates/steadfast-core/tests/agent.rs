@@ -52,7 +52,10 @@ fn weather_tool() -> Tool<()> {
 async fn text_run_with_instructions_and_usage() {
     let model = FunctionModel::new(|messages, params| {
         let req = last_request(messages);
-        assert_eq!(req.instructions.as_deref(), Some("Be brief.\n\nUser is Ada."));
+        assert_eq!(
+            req.instructions.as_deref(),
+            Some("Be brief.\n\nUser is Ada.")
+        );
         assert_eq!(params.output_mode, OutputMode::Text);
         Ok(ModelResponse::text("Hello Ada"))
     });
@@ -73,13 +76,25 @@ async fn text_run_with_instructions_and_usage() {
 async fn tool_schema_comes_from_the_argument_type_and_results_go_back() {
     let model = FunctionModel::new(|messages, params| {
         let def = &params.function_tools[0];
-        assert_eq!(def.description.as_deref(), Some("Get the weather for a city."));
-        assert_eq!(def.parameters["properties"]["city"]["description"], "The city.");
+        assert_eq!(
+            def.description.as_deref(),
+            Some("Get the weather for a city.")
+        );
+        assert_eq!(
+            def.parameters["properties"]["city"]["description"],
+            "The city."
+        );
         let returns = tool_returns(messages);
         if returns.is_empty() {
-            Ok(ModelResponse::tool_call("get_weather", json!({"city": "Paris"})))
+            Ok(ModelResponse::tool_call(
+                "get_weather",
+                json!({"city": "Paris"}),
+            ))
         } else {
-            Ok(ModelResponse::text(format!("It is {}", returns[0].as_str().unwrap())))
+            Ok(ModelResponse::text(format!(
+                "It is {}",
+                returns[0].as_str().unwrap()
+            )))
         }
     });
     let agent = Agent::<(), String>::builder("weather")
@@ -97,7 +112,10 @@ async fn tool_schema_comes_from_the_argument_type_and_results_go_back() {
 async fn invalid_arguments_and_model_retry_go_back_to_the_model_within_budget() {
     // First call has bad args (schema miss), second asks for a retry from the tool, third works.
     let model = FunctionModel::new(|messages, _| {
-        let n = messages.iter().filter(|m| m.as_response().is_some()).count();
+        let n = messages
+            .iter()
+            .filter(|m| m.as_response().is_some())
+            .count();
         Ok(match n {
             0 => ModelResponse::tool_call("pick", json!({"n": "not a number"})),
             1 => ModelResponse::tool_call("pick", json!({"n": 13})),
@@ -159,12 +177,21 @@ async fn structured_output_in_tool_mode_with_validator_retry() {
         assert_eq!(params.output_mode, OutputMode::Tool);
         assert!(!params.allow_text_output);
         assert_eq!(params.output_tools[0].name, "final_result");
-        let n = messages.iter().filter(|m| m.as_response().is_some()).count();
+        let n = messages
+            .iter()
+            .filter(|m| m.as_response().is_some())
+            .count();
         Ok(match n {
             0 => ModelResponse::text("Paris, France"),
             1 => ModelResponse::tool_call("final_result", json!({"name": "paris"})),
-            2 => ModelResponse::tool_call("final_result", json!({"name": "paris", "country": "France"})),
-            _ => ModelResponse::tool_call("final_result", json!({"name": "Paris", "country": "France"})),
+            2 => ModelResponse::tool_call(
+                "final_result",
+                json!({"name": "paris", "country": "France"}),
+            ),
+            _ => ModelResponse::tool_call(
+                "final_result",
+                json!({"name": "Paris", "country": "France"}),
+            ),
         })
     });
     let seen = calls.clone();
@@ -198,7 +225,9 @@ async fn native_output_mode_parses_json_text_and_enum_outputs_wrap() {
     let model = FunctionModel::new(|_, params| {
         let schema = params.output_schema.as_ref().expect("schema");
         assert_eq!(schema.schema["type"], "object");
-        Ok(ModelResponse::text("```json\n{\"name\":\"Lima\",\"country\":\"Peru\"}\n```"))
+        Ok(ModelResponse::text(
+            "```json\n{\"name\":\"Lima\",\"country\":\"Peru\"}\n```",
+        ))
     });
     let agent = Agent::<(), City>::builder("geo")
         .model(model)
@@ -215,15 +244,26 @@ async fn native_output_mode_parses_json_text_and_enum_outputs_wrap() {
     }
     let model = FunctionModel::new(|_, params| {
         assert!(params.output_tools[0].parameters["properties"]["response"]["enum"].is_array());
-        Ok(ModelResponse::tool_call("final_result", json!({"response": "no"})))
+        Ok(ModelResponse::tool_call(
+            "final_result",
+            json!({"response": "no"}),
+        ))
     });
-    let agent = Agent::<(), Answer>::builder("yn").model(model).build().unwrap();
+    let agent = Agent::<(), Answer>::builder("yn")
+        .model(model)
+        .build()
+        .unwrap();
     assert_eq!(agent.run("?", ()).await.unwrap().output, Answer::No);
 }
 
 #[tokio::test]
 async fn usage_limits_stop_the_run() {
-    let model = FunctionModel::new(|_, _| Ok(ModelResponse::tool_call("get_weather", json!({"city": "x"}))));
+    let model = FunctionModel::new(|_, _| {
+        Ok(ModelResponse::tool_call(
+            "get_weather",
+            json!({"city": "x"}),
+        ))
+    });
     let agent = Agent::<(), String>::builder("loop")
         .model(model)
         .tool(weather_tool())
@@ -234,7 +274,10 @@ async fn usage_limits_stop_the_run() {
         .build()
         .unwrap();
     let err = agent.run("go", ()).await.unwrap_err();
-    assert!(matches!(err, AgentError::UsageLimitExceeded(ref m) if m.contains("request limit of 3")), "{err}");
+    assert!(
+        matches!(err, AgentError::UsageLimitExceeded(ref m) if m.contains("request limit of 3")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -248,7 +291,10 @@ async fn message_history_round_trips_and_continues() {
             .count();
         Ok(ModelResponse::text(format!("turn {users}")))
     });
-    let agent = Agent::<(), String>::builder("chat").model(model).build().unwrap();
+    let agent = Agent::<(), String>::builder("chat")
+        .model(model)
+        .build()
+        .unwrap();
     let first = agent.run("one", ()).await.unwrap();
     let json = first.messages_json();
     let history: Vec<Message> = serde_json::from_str(&json).unwrap();
@@ -275,12 +321,20 @@ async fn parallel_tool_calls_run_concurrently_and_keep_order() {
         if returns.is_empty() {
             Ok(ModelResponse {
                 parts: (0..4)
-                    .map(|i| ResponsePart::tool_call("slow", json!({"ms": 40 - i * 10}).to_string(), format!("c{i}")))
+                    .map(|i| {
+                        ResponsePart::tool_call(
+                            "slow",
+                            json!({"ms": 40 - i * 10}).to_string(),
+                            format!("c{i}"),
+                        )
+                    })
                     .collect(),
                 ..Default::default()
             })
         } else {
-            Ok(ModelResponse::text(serde_json::to_string(&returns).unwrap()))
+            Ok(ModelResponse::text(
+                serde_json::to_string(&returns).unwrap(),
+            ))
         }
     });
     #[derive(Deserialize, JsonSchema)]
@@ -313,13 +367,18 @@ async fn parallel_tool_calls_run_concurrently_and_keep_order() {
 #[tokio::test]
 async fn delegation_adds_inner_usage_to_the_outer_run() {
     let inner_model = FunctionModel::new(|_, _| Ok(ModelResponse::text("four")));
-    let inner = Agent::<(), String>::builder("inner").model(inner_model).build().unwrap();
+    let inner = Agent::<(), String>::builder("inner")
+        .model(inner_model)
+        .build()
+        .unwrap();
     let outer_model = FunctionModel::new(|messages, _| {
         let returns = tool_returns(messages);
         if returns.is_empty() {
             Ok(ModelResponse::tool_call("ask", json!({"q": "2+2?"})))
         } else {
-            Ok(ModelResponse::text(returns[0].as_str().unwrap().to_string()))
+            Ok(ModelResponse::text(
+                returns[0].as_str().unwrap().to_string(),
+            ))
         }
     });
     #[derive(Deserialize, JsonSchema)]
@@ -344,7 +403,10 @@ async fn delegation_adds_inner_usage_to_the_outer_run() {
 async fn run_stream_yields_events_then_the_output() {
     let model = FunctionModel::new(|messages, _| {
         if tool_returns(messages).is_empty() && messages.len() == 1 {
-            Ok(ModelResponse::tool_call("get_weather", json!({"city": "Oslo"})))
+            Ok(ModelResponse::tool_call(
+                "get_weather",
+                json!({"city": "Oslo"}),
+            ))
         } else {
             Ok(ModelResponse::text("cold"))
         }
@@ -414,19 +476,35 @@ async fn retryable_tool_failures_follow_the_step_policy() {
     assert_eq!(agent.run("x", ()).await.unwrap().output, "fine");
     assert_eq!(failures.load(Ordering::SeqCst), 4);
 
-    let fatal = Tool::<()>::plain("fatal", |_: Empty| async move { Err::<String, _>(ToolError::fatal("no way")) });
+    let fatal = Tool::<()>::plain("fatal", |_: Empty| async move {
+        Err::<String, _>(ToolError::fatal("no way"))
+    });
     let model = FunctionModel::new(|_, _| Ok(ModelResponse::tool_call("fatal", json!({}))));
-    let agent = Agent::<(), String>::builder("f").model(model).tool(fatal).build().unwrap();
+    let agent = Agent::<(), String>::builder("f")
+        .model(model)
+        .tool(fatal)
+        .build()
+        .unwrap();
     let err = agent.run("x", ()).await.unwrap_err();
-    assert!(matches!(&err, AgentError::Tool { retryable: false, message, .. } if message == "no way"), "{err}");
+    assert!(
+        matches!(&err, AgentError::Tool { retryable: false, message, .. } if message == "no way"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn bad_configuration_is_a_clear_error() {
     let no_model = Agent::<(), String>::builder("a").build().err().unwrap();
     assert!(no_model.to_string().contains("has no model"));
-    let unresolved = Agent::<(), String>::builder("a").model("openai:gpt-4.1").build().err().unwrap();
-    assert!(unresolved.to_string().contains("no provider resolver"), "{unresolved}");
+    let unresolved = Agent::<(), String>::builder("a")
+        .model("openai:gpt-4.1")
+        .build()
+        .err()
+        .unwrap();
+    assert!(
+        unresolved.to_string().contains("no provider resolver"),
+        "{unresolved}"
+    );
     let dup = Agent::<(), String>::builder("a")
         .model(TestModel::new())
         .tool(weather_tool())

@@ -65,7 +65,10 @@ impl Driver for DurableDriver {
         Box::pin(async move { fut.await.map_err(AgentError::engine) })
     }
 
-    fn tool_call<'a>(&'a self, call: ToolCall<'a>) -> BoxFuture<'a, Result<ToolOutcome, AgentError>> {
+    fn tool_call<'a>(
+        &'a self,
+        call: ToolCall<'a>,
+    ) -> BoxFuture<'a, Result<ToolOutcome, AgentError>> {
         let tool = call.call.tool_name.clone();
         let args: serde_json::Value = serde_json::from_str(&call.call.args)
             .unwrap_or_else(|_| serde_json::Value::String(call.call.args.clone()));

@@ -493,7 +493,12 @@ impl WorkflowCtx {
             return Err(WorkflowError::NonDeterminism {
                 workflow_id: run.id.clone(),
                 position: position.to_string(),
-                expected: describe(record.kind, &record.name, &record.step_id, &record.input_hash),
+                expected: describe(
+                    record.kind,
+                    &record.name,
+                    &record.step_id,
+                    &record.input_hash,
+                ),
                 actual: describe(spec.kind, &spec.name, step_id, &spec.input_hash),
             });
         }
@@ -561,17 +566,23 @@ impl WorkflowCtx {
 
     /// The current time in milliseconds since the Unix epoch, journaled: a replay sees the same
     /// reading.
-    pub fn now(&self) -> impl Future<Output = Result<Millis, WorkflowError>> + Send + 'static + use<> {
+    pub fn now(
+        &self,
+    ) -> impl Future<Output = Result<Millis, WorkflowError>> + Send + 'static + use<> {
         self.value("now", StepKind::Value, Value::Null, now_millis)
     }
 
     /// A random 64-bit number, journaled.
-    pub fn random(&self) -> impl Future<Output = Result<u64, WorkflowError>> + Send + 'static + use<> {
+    pub fn random(
+        &self,
+    ) -> impl Future<Output = Result<u64, WorkflowError>> + Send + 'static + use<> {
         self.value("random", StepKind::Value, Value::Null, random_u64)
     }
 
     /// A random (v4) UUID, journaled.
-    pub fn uuid(&self) -> impl Future<Output = Result<String, WorkflowError>> + Send + 'static + use<> {
+    pub fn uuid(
+        &self,
+    ) -> impl Future<Output = Result<String, WorkflowError>> + Send + 'static + use<> {
         self.value("uuid", StepKind::Value, Value::Null, || {
             let (a, b) = (random_u64(), random_u64());
             let a = (a & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;

@@ -364,7 +364,10 @@ impl Store for MemoryStore {
                 Outcome::Suspended { .. } if entry.record.cancel_requested => {
                     state.terminate(id, WorkflowStatus::Cancelled, cancelled_output(), now);
                 }
-                Outcome::Suspended { wake_at, waiting_on } => {
+                Outcome::Suspended {
+                    wake_at,
+                    waiting_on,
+                } => {
                     let r = &mut entry.record;
                     r.owner = None;
                     r.lease_expires_at = None;

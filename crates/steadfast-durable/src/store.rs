@@ -320,7 +320,9 @@ pub enum StoreError {
     #[error("the database is corrupt or not a Steadfast store: {0}")]
     Corrupt(String),
     /// The database was written by a newer version of Steadfast.
-    #[error("the database schema version {found} is newer than this build supports ({supported}); upgrade Steadfast")]
+    #[error(
+        "the database schema version {found} is newer than this build supports ({supported}); upgrade Steadfast"
+    )]
     NewerSchema {
         /// The version in the file.
         found: i64,
@@ -418,7 +420,11 @@ pub trait Store: Send + Sync + 'static {
     fn send<'a>(&'a self, id: &'a str, topic: &'a str, payload: Value) -> StoreFuture<'a, i64>;
 
     /// The oldest unconsumed message on `topic`.
-    fn next_message<'a>(&'a self, id: &'a str, topic: &'a str) -> StoreFuture<'a, Option<MailMessage>>;
+    fn next_message<'a>(
+        &'a self,
+        id: &'a str,
+        topic: &'a str,
+    ) -> StoreFuture<'a, Option<MailMessage>>;
 
     /// Ask for cancellation. A pending or suspended workflow is cancelled at once; a running one
     /// at its next step. Returns the status after the request.

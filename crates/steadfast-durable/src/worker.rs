@@ -495,9 +495,8 @@ async fn execute_run(
         None => {
             let wake_at = *run.wake_at.lock().unwrap_or_else(|e| e.into_inner());
             report.finish("suspended", None);
-            let waiting_on = std::mem::take(
-                &mut *run.waiting_on.lock().unwrap_or_else(|e| e.into_inner()),
-            );
+            let waiting_on =
+                std::mem::take(&mut *run.waiting_on.lock().unwrap_or_else(|e| e.into_inner()));
             Outcome::Suspended {
                 wake_at,
                 waiting_on,

@@ -56,8 +56,11 @@ pub trait Workflow: Send + Sync + 'static {
 
 /// A workflow with its types erased to JSON.
 pub(crate) trait ErasedWorkflow: Send + Sync {
-    fn run(self: Arc<Self>, ctx: WorkflowCtx, input: Value)
-    -> BoxFuture<'static, Result<Value, WorkflowError>>;
+    fn run(
+        self: Arc<Self>,
+        ctx: WorkflowCtx,
+        input: Value,
+    ) -> BoxFuture<'static, Result<Value, WorkflowError>>;
 }
 
 pub(crate) struct Erased<W>(pub W);
@@ -70,7 +73,10 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
     ) -> BoxFuture<'static, Result<Value, WorkflowError>> {
         Box::pin(async move {
             let input: W::Input = serde_json::from_value(input).map_err(|e| {
-                WorkflowError::Serde(format!("the input of workflow `{}` does not decode: {e}", W::NAME))
+                WorkflowError::Serde(format!(
+                    "the input of workflow `{}` does not decode: {e}",
+                    W::NAME
+                ))
             })?;
             let output = self.0.run(&ctx, input).await?;
             Ok(serde_json::to_value(output)?)

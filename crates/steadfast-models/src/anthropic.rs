@@ -149,10 +149,7 @@ impl Model for AnthropicModel {
         Box::pin(async move {
             let headers = self.headers()?;
             let body = build_request(&self.name, messages, params, settings, false);
-            let answer = self
-                .http
-                .post_json(&self.url(), &headers, &body)
-                .await?;
+            let answer = self.http.post_json(&self.url(), &headers, &body).await?;
             parse(&self.provider, Some(&self.name), &answer)
         })
     }
@@ -166,10 +163,7 @@ impl Model for AnthropicModel {
         Box::pin(async move {
             let headers = self.headers()?;
             let body = build_request(&self.name, messages, params, settings, true);
-            let events = self
-                .http
-                .post_sse(&self.url(), &headers, &body)
-                .await?;
+            let events = self.http.post_sse(&self.url(), &headers, &body).await?;
             let decoder =
                 AnthropicStreamDecoder::new(&self.provider).with_requested_model(&self.name);
             Ok(decode_stream(events, Box::new(decoder)))

@@ -120,13 +120,11 @@ impl GeminiModel {
     fn auth_headers(&self) -> Result<Vec<(&'static str, String)>, ModelError> {
         match &self.http.config.api_key {
             Some(key) => Ok(vec![("x-goog-api-key", key.clone())]),
-            None if self.http.config.is_host(OFFICIAL_HOST) => {
-                Err(ModelError::Config(format!(
-                    "no API key for Google Gemini (model `{}`): set GEMINI_API_KEY or \
+            None if self.http.config.is_host(OFFICIAL_HOST) => Err(ModelError::Config(format!(
+                "no API key for Google Gemini (model `{}`): set GEMINI_API_KEY or \
                      GOOGLE_API_KEY, or pass ClientConfig::with_api_key",
-                    self.name
-                )))
-            }
+                self.name
+            ))),
             // A local server or a gateway that authenticates otherwise.
             None => Ok(Vec::new()),
         }

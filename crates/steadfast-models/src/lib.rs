@@ -52,7 +52,9 @@ pub fn infer_model(spec: &str) -> Result<ModelRef, ModelError> {
         ))
     })?;
     if name.is_empty() {
-        return Err(ModelError::Config(format!("model `{spec}` has no model name")));
+        return Err(ModelError::Config(format!(
+            "model `{spec}` has no model name"
+        )));
     }
     Ok(match provider {
         "openai" | "openai-chat" => Arc::new(OpenAIChatModel::new(name)?),

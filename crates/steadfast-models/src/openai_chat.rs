@@ -155,11 +155,7 @@ impl Model for OpenAIChatModel {
         Box::pin(async move {
             let body = self.body(messages, params, settings, false);
             let url = self.http.url("/chat/completions");
-            let answer = self
-                .http
-                .post_json(&url, &self.headers(), &body)
-                .await
-                ?;
+            let answer = self.http.post_json(&url, &self.headers(), &body).await?;
             parse_with(&self.provider, &answer, Some(&self.name))
         })
     }

@@ -140,10 +140,7 @@ impl Model for OpenAIResponsesModel {
                 false,
             );
             let url = self.client.url("/responses");
-            let value = self
-                .client
-                .post_json(&url, &headers, &body)
-                .await?;
+            let value = self.client.post_json(&url, &headers, &body).await?;
             parse_response_priced(&self.provider, &value, Some(&self.name))
         })
     }
@@ -158,10 +155,7 @@ impl Model for OpenAIResponsesModel {
             let headers = self.headers()?;
             let body = build_request(&self.provider, &self.name, messages, params, settings, true);
             let url = self.client.url("/responses");
-            let events = self
-                .client
-                .post_sse(&url, &headers, &body)
-                .await?;
+            let events = self.client.post_sse(&url, &headers, &body).await?;
             let decoder = ResponsesStreamDecoder::new(&self.provider).with_model_name(&self.name);
             Ok(decode_stream(events, Box::new(decoder)))
         })

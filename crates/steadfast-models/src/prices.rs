@@ -24,25 +24,70 @@ const GOOGLE: &str = "https://ai.google.dev/gemini-api/docs/pricing";
 /// (model-name prefix, price). The longest matching prefix wins, so dated snapshots
 /// (`gpt-4.1-2025-04-14`) find their family.
 const TABLE: &[(&str, Price)] = &[
-    ("claude-haiku-4-5", p(1.0, 5.0, Some(0.10), ANTHROPIC, "2025-10-15")),
-    ("claude-3-5-haiku", p(0.80, 4.0, Some(0.08), ANTHROPIC, "2025-10-15")),
-    ("claude-sonnet-4-5", p(3.0, 15.0, Some(0.30), ANTHROPIC, "2025-10-15")),
-    ("claude-sonnet-4", p(3.0, 15.0, Some(0.30), ANTHROPIC, "2025-10-15")),
-    ("claude-opus-4", p(15.0, 75.0, Some(1.50), ANTHROPIC, "2025-10-15")),
-    ("gpt-4.1-mini", p(0.40, 1.60, Some(0.10), OPENAI, "2025-10-15")),
-    ("gpt-4.1-nano", p(0.10, 0.40, Some(0.025), OPENAI, "2025-10-15")),
+    (
+        "claude-haiku-4-5",
+        p(1.0, 5.0, Some(0.10), ANTHROPIC, "2025-10-15"),
+    ),
+    (
+        "claude-3-5-haiku",
+        p(0.80, 4.0, Some(0.08), ANTHROPIC, "2025-10-15"),
+    ),
+    (
+        "claude-sonnet-4-5",
+        p(3.0, 15.0, Some(0.30), ANTHROPIC, "2025-10-15"),
+    ),
+    (
+        "claude-sonnet-4",
+        p(3.0, 15.0, Some(0.30), ANTHROPIC, "2025-10-15"),
+    ),
+    (
+        "claude-opus-4",
+        p(15.0, 75.0, Some(1.50), ANTHROPIC, "2025-10-15"),
+    ),
+    (
+        "gpt-4.1-mini",
+        p(0.40, 1.60, Some(0.10), OPENAI, "2025-10-15"),
+    ),
+    (
+        "gpt-4.1-nano",
+        p(0.10, 0.40, Some(0.025), OPENAI, "2025-10-15"),
+    ),
     ("gpt-4.1", p(2.0, 8.0, Some(0.50), OPENAI, "2025-10-15")),
-    ("gpt-4o-mini", p(0.15, 0.60, Some(0.075), OPENAI, "2025-10-15")),
+    (
+        "gpt-4o-mini",
+        p(0.15, 0.60, Some(0.075), OPENAI, "2025-10-15"),
+    ),
     ("gpt-4o", p(2.50, 10.0, Some(1.25), OPENAI, "2025-10-15")),
-    ("gpt-5-mini", p(0.25, 2.0, Some(0.025), OPENAI, "2025-10-15")),
-    ("gpt-5-nano", p(0.05, 0.40, Some(0.005), OPENAI, "2025-10-15")),
+    (
+        "gpt-5-mini",
+        p(0.25, 2.0, Some(0.025), OPENAI, "2025-10-15"),
+    ),
+    (
+        "gpt-5-nano",
+        p(0.05, 0.40, Some(0.005), OPENAI, "2025-10-15"),
+    ),
     ("gpt-5", p(1.25, 10.0, Some(0.125), OPENAI, "2025-10-15")),
-    ("gemini-2.5-flash-lite", p(0.10, 0.40, Some(0.025), GOOGLE, "2025-10-15")),
-    ("gemini-2.5-flash", p(0.30, 2.50, Some(0.075), GOOGLE, "2025-10-15")),
-    ("gemini-2.5-pro", p(1.25, 10.0, Some(0.31), GOOGLE, "2025-10-15")),
+    (
+        "gemini-2.5-flash-lite",
+        p(0.10, 0.40, Some(0.025), GOOGLE, "2025-10-15"),
+    ),
+    (
+        "gemini-2.5-flash",
+        p(0.30, 2.50, Some(0.075), GOOGLE, "2025-10-15"),
+    ),
+    (
+        "gemini-2.5-pro",
+        p(1.25, 10.0, Some(0.31), GOOGLE, "2025-10-15"),
+    ),
 ];
 
-const fn p(input: f64, output: f64, cache: Option<f64>, source: &'static str, as_of: &'static str) -> Price {
+const fn p(
+    input: f64,
+    output: f64,
+    cache: Option<f64>,
+    source: &'static str,
+    as_of: &'static str,
+) -> Price {
     Price {
         input_per_mtok: input,
         output_per_mtok: output,
@@ -83,9 +128,15 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins_and_cost_is_computed() {
-        assert_eq!(price_of("gpt-4.1-mini-2025-04-14").unwrap().input_per_mtok, 0.40);
+        assert_eq!(
+            price_of("gpt-4.1-mini-2025-04-14").unwrap().input_per_mtok,
+            0.40
+        );
         assert_eq!(price_of("gpt-4.1-2025-04-14").unwrap().input_per_mtok, 2.0);
-        assert_eq!(price_of("models/gemini-2.5-flash").unwrap().output_per_mtok, 2.50);
+        assert_eq!(
+            price_of("models/gemini-2.5-flash").unwrap().output_per_mtok,
+            2.50
+        );
         assert!(price_of("my-local-model").is_none());
         let mut u = Usage {
             requests: 1,
@@ -95,7 +146,10 @@ mod tests {
         };
         apply_cost("claude-haiku-4-5", &mut u);
         assert!((u.cost_usd - 1.5).abs() < 1e-9, "{}", u.cost_usd);
-        let mut u2 = Usage { requests: 1, ..Default::default() };
+        let mut u2 = Usage {
+            requests: 1,
+            ..Default::default()
+        };
         apply_cost("unknown", &mut u2);
         assert_eq!(u2.unpriced_requests, 1);
     }

@@ -24,34 +24,43 @@ pub fn decode_stream<S>(events: S, decoder: Box<dyn StreamDecoder>) -> ModelStre
 where
     S: Stream<Item = Result<SseEvent, ModelError>> + Send + 'static,
 {
-    let state = (Box::pin(events), Some(decoder), std::collections::VecDeque::new());
-    let stream = futures::stream::unfold(state, |(mut events, mut decoder, mut queue)| async move {
-        loop {
-            if let Some(ev) = queue.pop_front() {
-                return Some((Ok(ev), (events, decoder, queue)));
-            }
-            let dec = decoder.as_mut()?;
-            let next = if dec.is_done() { None } else { events.next().await };
-            match next {
-                Some(Ok(sse)) => match dec.on_event(&sse) {
-                    Ok(evs) => queue.extend(evs),
-                    Err(e) => {
+    let state = (
+        Box::pin(events),
+        Some(decoder),
+        std::collections::VecDeque::new(),
+    );
+    let stream =
+        futures::stream::unfold(state, |(mut events, mut decoder, mut queue)| async move {
+            loop {
+                if let Some(ev) = queue.pop_front() {
+                    return Some((Ok(ev), (events, decoder, queue)));
+                }
+                let dec = decoder.as_mut()?;
+                let next = if dec.is_done() {
+                    None
+                } else {
+                    events.next().await
+                };
+                match next {
+                    Some(Ok(sse)) => match dec.on_event(&sse) {
+                        Ok(evs) => queue.extend(evs),
+                        Err(e) => {
+                            decoder = None;
+                            return Some((Err(e), (events, decoder, queue)));
+                        }
+                    },
+                    Some(Err(e)) => {
                         decoder = None;
                         return Some((Err(e), (events, decoder, queue)));
                     }
-                },
-                Some(Err(e)) => {
-                    decoder = None;
-                    return Some((Err(e), (events, decoder, queue)));
-                }
-                None => {
-                    let dec = decoder.take()?;
-                    let item = dec.finish().map(StreamEvent::Done);
-                    return Some((item, (events, decoder, queue)));
+                    None => {
+                        let dec = decoder.take()?;
+                        let item = dec.finish().map(StreamEvent::Done);
+                        return Some((item, (events, decoder, queue)));
+                    }
                 }
             }
-        }
-    });
+        });
     Box::pin(stream)
 }
 

@@ -260,7 +260,14 @@ async fn reopen_keeps_data(durability: Durability) {
     }
     let seq = store.send("wf", "topic", json!({ "hi": 1 })).await.unwrap();
     store
-        .finish("wf", "w", Outcome::Suspended { wake_at: Some(123), waiting_on: vec!["topic".into()] })
+        .finish(
+            "wf",
+            "w",
+            Outcome::Suspended {
+                wake_at: Some(123),
+                waiting_on: vec!["topic".into()],
+            },
+        )
         .await
         .unwrap();
     let before = store.get_workflow("wf").await.unwrap();

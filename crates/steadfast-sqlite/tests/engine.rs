@@ -627,13 +627,21 @@ impl Workflow for SleepThenRecv {
 
 async fn an_early_message_does_not_wake_a_sleeper_again_and_again(store: Arc<dyn Store>) {
     let engine = Engine::from_arc(store);
-    let w = engine.worker().config(fast()).workflow(SleepThenRecv).start();
+    let w = engine
+        .worker()
+        .config(fast())
+        .workflow(SleepThenRecv)
+        .start();
     let h = engine.start::<SleepThenRecv>("early", ()).await.unwrap();
     wait_status(&engine, "early", WorkflowStatus::Suspended).await;
     // The message for the later `recv` arrives while the workflow sleeps: it wakes the workflow
     // once, which goes back to sleep; it is not woken again for every suspension.
     engine.send("early", "approve", "go").await.unwrap();
     assert_eq!(h.result().await.unwrap().as_deref(), Some("go"));
-    assert!(w.runs_ended() <= 4, "{} runs for one sleep and one message", w.runs_ended());
+    assert!(
+        w.runs_ended() <= 4,
+        "{} runs for one sleep and one message",
+        w.runs_ended()
+    );
     w.shutdown().await;
 }

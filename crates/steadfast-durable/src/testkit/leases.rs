@@ -276,7 +276,14 @@ pub async fn expired_lease_recovery<S: Store>(store: S) {
         .expect("renew");
     assert!(!states[0].held, "expired owner renewed a taken-over lease");
     let r = store
-        .finish("wf", "a", Outcome::Suspended { wake_at: None, waiting_on: vec![] })
+        .finish(
+            "wf",
+            "a",
+            Outcome::Suspended {
+                wake_at: None,
+                waiting_on: vec![],
+            },
+        )
         .await;
     assert!(is_lease_lost(&r), "finish by the expired owner: {r:?}");
 

@@ -50,7 +50,14 @@ pub async fn timers<S: Store>(store: S) {
     assert_eq!(get(&store, "future").await.wake_at, Some(wake_at));
     create_running(&store, "forever", "w").await;
     store
-        .finish("forever", "w", Outcome::Suspended { wake_at: None, waiting_on: vec![] })
+        .finish(
+            "forever",
+            "w",
+            Outcome::Suspended {
+                wake_at: None,
+                waiting_on: vec![],
+            },
+        )
         .await
         .expect("suspend");
     assert!(
@@ -217,7 +224,14 @@ pub async fn send_wakes_suspended<S: Store>(store: S) {
         .expect("suspend");
     create_running(&store, "none", "w").await;
     store
-        .finish("none", "w", Outcome::Suspended { wake_at: None, waiting_on: vec![] })
+        .finish(
+            "none",
+            "w",
+            Outcome::Suspended {
+                wake_at: None,
+                waiting_on: vec![],
+            },
+        )
         .await
         .expect("suspend");
     assert!(claim_ids(&store, "w2", 10, LONG).await.is_empty());
@@ -281,7 +295,14 @@ pub async fn message_during_run_wakes<S: Store>(store: S) {
 
     // Still unconsumed: suspending again leaves it pending again.
     store
-        .finish("wf", "w", Outcome::Suspended { wake_at: None, waiting_on: vec!["t".into()] })
+        .finish(
+            "wf",
+            "w",
+            Outcome::Suspended {
+                wake_at: None,
+                waiting_on: vec!["t".into()],
+            },
+        )
         .await
         .expect("suspend");
     assert_eq!(get(&store, "wf").await.status, WorkflowStatus::Pending);
@@ -290,7 +311,14 @@ pub async fn message_during_run_wakes<S: Store>(store: S) {
     // Waiting on another topic, the unconsumed message does not wake it (no busy loop: the
     // message waits for its own `recv`).
     store
-        .finish("wf", "w", Outcome::Suspended { wake_at: None, waiting_on: vec!["other".into()] })
+        .finish(
+            "wf",
+            "w",
+            Outcome::Suspended {
+                wake_at: None,
+                waiting_on: vec!["other".into()],
+            },
+        )
         .await
         .expect("suspend");
     assert_eq!(get(&store, "wf").await.status, WorkflowStatus::Suspended);
@@ -304,7 +332,14 @@ pub async fn message_during_run_wakes<S: Store>(store: S) {
         .await
         .expect("commit");
     store
-        .finish("wf", "w", Outcome::Suspended { wake_at: None, waiting_on: vec![] })
+        .finish(
+            "wf",
+            "w",
+            Outcome::Suspended {
+                wake_at: None,
+                waiting_on: vec![],
+            },
+        )
         .await
         .expect("suspend");
     assert_eq!(get(&store, "wf").await.status, WorkflowStatus::Suspended);
@@ -397,7 +432,14 @@ pub async fn cancellation<S: Store>(store: S) {
         Ok(WorkflowStatus::Running)
     );
     store
-        .finish("stubborn", "w", Outcome::Suspended { wake_at: None, waiting_on: vec![] })
+        .finish(
+            "stubborn",
+            "w",
+            Outcome::Suspended {
+                wake_at: None,
+                waiting_on: vec![],
+            },
+        )
         .await
         .expect("suspend");
     assert_eq!(
@@ -508,7 +550,14 @@ pub async fn finish_wakes_parent<S: Store>(store: S) {
 
     // Failed children wake their parent too; a non-terminal "finish" is refused.
     store
-        .finish("parent", "w", Outcome::Suspended { wake_at: None, waiting_on: vec![] })
+        .finish(
+            "parent",
+            "w",
+            Outcome::Suspended {
+                wake_at: None,
+                waiting_on: vec![],
+            },
+        )
         .await
         .expect("suspend");
     let child2 = NewWorkflow {
