@@ -15,10 +15,9 @@ use steadfast_core::{
     ToolCtx,
 };
 use steadfast_durable::{
-    Engine, MemoryStore, StepError, StepKind, Store, WorkerConfig, Workflow, WorkflowCtx,
-    WorkflowError, WorkflowStatus,
+    Engine, StepError, StepKind, Store, WorkerConfig, Workflow, WorkflowCtx, WorkflowError,
+    WorkflowStatus,
 };
-use steadfast_sqlite::SqliteStore;
 
 fn temp_db(tag: &str) -> std::path::PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
