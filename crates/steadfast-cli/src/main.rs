@@ -81,6 +81,18 @@ enum Command {
     /// The workflow receives it with `ctx.recv(TOPIC, ..)`. A suspended workflow becomes
     /// pending, and a worker that registers it picks it up.
     Signal(SignalArgs),
+
+    /// Evaluate a dataset file (YAML or JSON) against a registered task, print the report
+    /// table, compare models, diff against a baseline: `steadfast eval cases.yaml --task prompt
+    /// --models openai:gpt-4.1,anthropic:claude-haiku-4-5`. Run `steadfast eval --help` for the
+    /// options. The built-in tasks are `echo` and `prompt` (one agent answers each case's input);
+    /// a program registers its own tasks with `steadfast_evals::cli::TaskRegistry`.
+    #[command(disable_help_flag = true)]
+    Eval {
+        /// The arguments of the evaluation (see `steadfast eval --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -160,7 +172,25 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// `steadfast eval`: needs no database; the evaluation's own runner parses the arguments.
+fn eval(args: Vec<String>) -> anyhow::Result<()> {
+    steadfast_models::install();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    let tasks = steadfast_evals::cli::TaskRegistry::with_standard_tasks();
+    let outcome = runtime.block_on(steadfast_evals::cli::run(args, &tasks))?;
+    if outcome.exit_code != 0 {
+        std::process::exit(outcome.exit_code);
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Eval { args } = cli.command {
+        return eval(args);
+    }
     // Validate the arguments that need no database first.
     let payload = match &cli.command {
         Command::Signal(a) => Some(commands::parse_payload(&a.json)?),
@@ -181,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let payload = payload.unwrap_or_default();
                 commands::signal(&db, &mut out, &a.id, &a.topic, payload).await
             }
+            Command::Eval { .. } => Ok(()),
         }
     })?;
     out.flush()?;

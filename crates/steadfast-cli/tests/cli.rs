@@ -353,3 +353,41 @@ fn help_describes_every_command() {
         assert!(help.lines().next().is_some_and(|l| !l.is_empty()), "{help}");
     }
 }
+
+#[test]
+fn eval_runs_a_dataset_file_against_a_registered_task() {
+    let dir = std::env::temp_dir().join(format!("steadfast-cli-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cases.yaml");
+    std::fs::write(
+        &file,
+        "name: echoes\ncases:\n  - {name: same, inputs: 2, expected_output: 2}\n  - {name: other, inputs: 3, expected_output: 4}\nevaluators: [EqualsExpected]\n",
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    // `eval` needs no database.
+    let out = ok(steadfast(
+        &dir.join("none.db"),
+        &["eval", &file, "--task", "echo", "--no-progress", "--json"],
+    ));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let passed: Vec<bool> = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["assertions"][0]["value"].as_bool().unwrap())
+        .collect();
+    assert_eq!(passed, [true, false], "{out}");
+    // Under --strict a failing assertion is exit code 1.
+    let strict = steadfast(
+        &dir.join("none.db"),
+        &["eval", &file, "--task", "echo", "--no-progress", "--strict"],
+    );
+    assert_eq!(strict.status.code(), Some(1));
+    let table = String::from_utf8(strict.stdout).unwrap();
+    assert!(
+        table.contains("EqualsExpected") && table.contains('✗'),
+        "{table}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

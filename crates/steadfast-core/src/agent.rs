@@ -214,14 +214,7 @@ where
         prompt: impl Into<String>,
         deps: impl Into<Arc<D>>,
     ) -> Result<RunResult<O>, AgentError> {
-        self.drive(
-            Arc::new(PlainDriver),
-            Some(prompt.into()),
-            deps.into(),
-            RunOptions::default(),
-            None,
-        )
-        .await
+        self.run_with(prompt, deps, RunOptions::default()).await
     }
 
     /// Run plainly, with options (history, model, limits, settings).
@@ -231,14 +224,19 @@ where
         deps: impl Into<Arc<D>>,
         options: RunOptions,
     ) -> Result<RunResult<O>, AgentError> {
-        self.drive(
-            Arc::new(PlainDriver),
-            Some(prompt.into()),
-            deps.into(),
-            options,
-            None,
-        )
-        .await
+        match crate::driver::default_scope() {
+            Some(scope) => self.run_in_with(&*scope, prompt, deps, options).await,
+            None => {
+                self.drive(
+                    Arc::new(PlainDriver),
+                    Some(prompt.into()),
+                    deps.into(),
+                    options,
+                    None,
+                )
+                .await
+            }
+        }
     }
 
     /// Run inside `scope`: a workflow (each model request and tool call becomes a journaled
@@ -286,16 +284,25 @@ where
         let agent = self.clone();
         let prompt = prompt.into();
         let deps = deps.into();
+        let scope = crate::driver::default_scope();
+        let driver: Arc<dyn Driver> = match &scope {
+            Some(s) => s.driver().child(&self.inner.name),
+            None => Arc::new(PlainDriver),
+        };
         let fut = async move {
-            agent
+            let result = agent
                 .drive(
-                    Arc::new(PlainDriver),
+                    driver,
                     Some(prompt),
                     deps,
                     RunOptions::default(),
                     Some(sink),
                 )
-                .await
+                .await;
+            if let (Some(s), Ok(r)) = (&scope, &result) {
+                s.record_usage(&r.usage);
+            }
+            result
         };
         RunStream::new(Box::pin(fut), rx)
     }

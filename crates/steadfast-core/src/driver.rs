@@ -79,6 +79,26 @@ pub trait Scope {
     fn record_usage(&self, _usage: &Usage) {}
 }
 
+/// A scope shared by the runs of a task, as [`with_default_scope`] installs it.
+pub type SharedScope = Arc<dyn Scope + Send + Sync>;
+
+tokio::task_local! {
+    static DEFAULT_SCOPE: SharedScope;
+}
+
+/// Run `fut` with `scope` as the scope of every plain run inside it (`Agent::run`, `run_with`,
+/// `run_stream`): an observer such as an evaluation or a tracer then sees their model requests,
+/// tool calls and usage, with no change to the code that runs the agents. Runs inside tools
+/// (`run_in(&ctx, ..)`) keep their own scope.
+pub async fn with_default_scope<F: std::future::Future>(scope: SharedScope, fut: F) -> F::Output {
+    DEFAULT_SCOPE.scope(scope, fut).await
+}
+
+/// The scope that [`with_default_scope`] installed around the current task, if any.
+pub fn default_scope() -> Option<SharedScope> {
+    DEFAULT_SCOPE.try_with(Arc::clone).ok()
+}
+
 /// Calls models and tools directly, retrying failures under their step policies.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PlainDriver;

@@ -39,7 +39,9 @@ mod usage;
 mod xml;
 
 pub use agent::{Agent, AgentBuilder, ModelChoice, RunOptions, resolve_model, set_model_resolver};
-pub use driver::{Driver, ModelCall, PlainDriver, Scope, ToolCall};
+pub use driver::{
+    Driver, ModelCall, PlainDriver, Scope, SharedScope, ToolCall, default_scope, with_default_scope,
+};
 pub use error::{AgentError, ToolError};
 pub use events::{AgentEvent, RunStream};
 pub use messages::{

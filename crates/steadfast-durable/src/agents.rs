@@ -34,29 +34,25 @@ impl Driver for DurableDriver {
         &'a self,
         call: ModelCall<'a>,
     ) -> BoxFuture<'a, Result<ModelResponse, AgentError>> {
-        // The input hash covers the conversation and the tools, not the model: a run resumed
-        // with another model continues where it stopped.
+        // The input hash covers the tools, the length of the conversation and its newest
+        // message (which carries the instructions), not the model: a run resumed with another
+        // model continues where it stopped. Earlier messages are the results of earlier steps,
+        // each checked when it was replayed, so hashing them again would only cost time: a
+        // conversation grows with every turn.
         let spec = StepSpec {
             kind: StepKind::ModelRequest,
             short: "model_request".into(),
             name: format!("agent__{}__model_request", call.agent),
-            input_hash: hash_of(&(call.messages, call.params)),
+            input_hash: hash_of(&(call.messages.len(), call.messages.last(), call.params)),
             input: None,
             policy: *call.policy,
         };
-        let messages = call.messages.to_vec();
-        let params = call.params.clone();
-        let settings = call.settings.clone();
-        let events = call.events.clone();
-        let model = call.model;
         let fut = self.ctx.execute(spec, move |_, _| {
-            let messages = messages.clone();
-            let params = params.clone();
-            let settings = settings.clone();
-            let events = events.clone();
-            let request = call_model_owned(model, messages, params, settings, events);
+            let events = call.events.clone();
             async move {
-                match request.await {
+                let sink = events.as_ref();
+                match call_model(call.model, call.messages, call.params, call.settings, sink).await
+                {
                     Ok(r) => Attempt::Ok(r),
                     Err(e) => Attempt::Failed(StepError::from(AgentError::Model(e))),
                 }
@@ -87,14 +83,4 @@ impl Driver for DurableDriver {
         });
         Box::pin(async move { fut.await.map_err(AgentError::engine) })
     }
-}
-
-async fn call_model_owned(
-    model: &dyn steadfast_core::Model,
-    messages: Vec<steadfast_core::Message>,
-    params: steadfast_core::ModelRequestParams,
-    settings: steadfast_core::ModelSettings,
-    events: Option<steadfast_core::driver::EventSink>,
-) -> Result<ModelResponse, steadfast_core::ModelError> {
-    call_model(model, &messages, &params, &settings, events.as_ref()).await
 }

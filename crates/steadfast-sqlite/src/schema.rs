@@ -122,6 +122,13 @@ pub(crate) fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection
         "PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous};"
     ))
     .map_err(map_err)?;
+    // Keep one query plan per statement. Without it, the bundled SQLite (built with STAT4)
+    // re-prepares the journal insert, whose subquery depends on a binding, on every commit.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(map_err)?;
     Ok(conn)
 }
 

@@ -98,10 +98,15 @@ pub fn questioner(
             let shared = ctx.deps.shared.clone();
             if shared.next_unit() < shared.failure_rate {
                 println!("    ✗ the answerer did not pick up (simulated failure); retrying");
-                return Err(ToolError::failed("the answerer is unreachable (simulated failure)"));
+                return Err(ToolError::failed(
+                    "the answerer is unreachable (simulated failure)",
+                ));
             }
             let started = std::time::Instant::now();
-            let answer = answerer.run_in(&ctx, a.question.clone(), ctx.deps.clone()).await?.output;
+            let answer = answerer
+                .run_in(&ctx, a.question.clone(), ctx.deps.clone())
+                .await?
+                .output;
             let n = shared.shown.fetch_add(1, Ordering::SeqCst) + 1;
             println!(
                 "{n:>3}. {:<44} → {}   ({})",
@@ -128,8 +133,10 @@ pub fn questioner(
              yes, reply with just the name of the object."
         ))
         .tool(ask)
+        // Every question costs two requests: the questioner's, and the answerer's inside the
+        // tool (nested usage counts against the limit).
         .usage_limits(UsageLimits {
-            request_limit: Some(max_questions + 5),
+            request_limit: Some(2 * max_questions + 5),
             ..Default::default()
         })
         .build()
@@ -183,7 +190,11 @@ pub fn is_correct(guess: &str, secret: &str) -> bool {
     let norm = |s: &str| {
         let s = s.trim().trim_end_matches(['.', '!', '?']).to_lowercase();
         let s = s.strip_prefix("it is ").unwrap_or(&s).to_string();
-        let s = s.strip_prefix("a ").or_else(|| s.strip_prefix("an ")).unwrap_or(&s).to_string();
+        let s = s
+            .strip_prefix("a ")
+            .or_else(|| s.strip_prefix("an "))
+            .unwrap_or(&s)
+            .to_string();
         s.strip_prefix("the ").unwrap_or(&s).trim().to_string()
     };
     norm(guess) == norm(secret)
@@ -228,7 +239,10 @@ impl Workflow for TwentyQuestions {
 }
 
 /// The question and answer of a journaled `ask_question` step, for showing replays.
-pub fn replayed_question(input: Option<&serde_json::Value>, output: Option<&serde_json::Value>) -> Option<(String, String)> {
+pub fn replayed_question(
+    input: Option<&serde_json::Value>,
+    output: Option<&serde_json::Value>,
+) -> Option<(String, String)> {
     let q = input?.get("question")?.as_str()?.to_string();
     let outcome: steadfast::ToolOutcome = serde_json::from_value(output?.clone()).ok()?;
     let a = match outcome.result {

@@ -12,34 +12,103 @@ struct Property {
 }
 
 const PROPERTIES: &[Property] = &[
-    Property { key: "alive", question: "Is it alive?" },
-    Property { key: "animal", question: "Is it an animal?" },
-    Property { key: "human", question: "Is it a person?" },
-    Property { key: "plant", question: "Is it a plant?" },
-    Property { key: "food", question: "Do people usually eat it?" },
-    Property { key: "underground", question: "Does it grow underground?" },
-    Property { key: "sweet", question: "Is it sweet?" },
-    Property { key: "adult", question: "Is it an adult?" },
-    Property { key: "female", question: "Is it female?" },
-    Property { key: "legs", question: "Does it walk on legs?" },
-    Property { key: "flies", question: "Can it fly?" },
-    Property { key: "water", question: "Does it live in water?" },
-    Property { key: "pet", question: "Is it a common pet?" },
-    Property { key: "barks", question: "Does it bark?" },
-    Property { key: "wheels", question: "Does it have wheels?" },
-    Property { key: "engine", question: "Does it have an engine?" },
-    Property { key: "big", question: "Is it bigger than a person?" },
-    Property { key: "electronic", question: "Is it electronic?" },
-    Property { key: "wood", question: "Is it usually made of wood?" },
-    Property { key: "music", question: "Is it used to make music?" },
-    Property { key: "home", question: "Can people live in it?" },
-    Property { key: "sport", question: "Is it used for sport?" },
+    Property {
+        key: "alive",
+        question: "Is it alive?",
+    },
+    Property {
+        key: "animal",
+        question: "Is it an animal?",
+    },
+    Property {
+        key: "human",
+        question: "Is it a person?",
+    },
+    Property {
+        key: "plant",
+        question: "Is it a plant?",
+    },
+    Property {
+        key: "food",
+        question: "Do people usually eat it?",
+    },
+    Property {
+        key: "underground",
+        question: "Does it grow underground?",
+    },
+    Property {
+        key: "sweet",
+        question: "Is it sweet?",
+    },
+    Property {
+        key: "adult",
+        question: "Is it an adult?",
+    },
+    Property {
+        key: "female",
+        question: "Is it female?",
+    },
+    Property {
+        key: "legs",
+        question: "Does it walk on legs?",
+    },
+    Property {
+        key: "flies",
+        question: "Can it fly?",
+    },
+    Property {
+        key: "water",
+        question: "Does it live in water?",
+    },
+    Property {
+        key: "pet",
+        question: "Is it a common pet?",
+    },
+    Property {
+        key: "barks",
+        question: "Does it bark?",
+    },
+    Property {
+        key: "wheels",
+        question: "Does it have wheels?",
+    },
+    Property {
+        key: "engine",
+        question: "Does it have an engine?",
+    },
+    Property {
+        key: "big",
+        question: "Is it bigger than a person?",
+    },
+    Property {
+        key: "electronic",
+        question: "Is it electronic?",
+    },
+    Property {
+        key: "wood",
+        question: "Is it usually made of wood?",
+    },
+    Property {
+        key: "music",
+        question: "Is it used to make music?",
+    },
+    Property {
+        key: "home",
+        question: "Can people live in it?",
+    },
+    Property {
+        key: "sport",
+        question: "Is it used for sport?",
+    },
 ];
 
 /// The objects the offline players know, with the properties that are true of them.
 const OBJECTS: &[(&str, &[&str])] = &[
     ("potato", &["alive", "plant", "food", "underground"]),
-    ("carrot", &["alive", "plant", "food", "underground", "sweet"]),
+    (
+        "carrot",
+        &["alive", "plant", "food", "underground", "sweet"],
+    ),
     ("apple", &["alive", "plant", "food", "sweet"]),
     ("oak tree", &["alive", "plant", "big", "wood"]),
     ("rose", &["alive", "plant"]),
@@ -49,7 +118,10 @@ const OBJECTS: &[(&str, &[&str])] = &[
     ("eagle", &["alive", "animal", "legs", "flies"]),
     ("salmon", &["alive", "animal", "water", "food"]),
     ("man", &["alive", "animal", "human", "legs", "adult"]),
-    ("woman", &["alive", "animal", "human", "legs", "adult", "female"]),
+    (
+        "woman",
+        &["alive", "animal", "human", "legs", "adult", "female"],
+    ),
     ("child", &["alive", "animal", "human", "legs"]),
     ("bicycle", &["wheels", "sport"]),
     ("car", &["wheels", "engine", "big"]),
@@ -77,7 +149,11 @@ fn has(object: &str, key: &str) -> Option<bool> {
 }
 
 fn guess_question(object: &str) -> String {
-    let article = if object.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    let article = if object.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     format!("Is it {article} {object}?")
 }
 
@@ -85,7 +161,10 @@ fn guess_question(object: &str) -> String {
 pub fn answer(secret: &str, question: &str) -> &'static str {
     let secret = secret.trim().to_lowercase();
     let q = question.trim();
-    if let Some(p) = PROPERTIES.iter().find(|p| p.question.eq_ignore_ascii_case(q)) {
+    if let Some(p) = PROPERTIES
+        .iter()
+        .find(|p| p.question.eq_ignore_ascii_case(q))
+    {
         return match has(&secret, p.key) {
             Some(true) => "yes",
             Some(false) => "no",
@@ -113,13 +192,20 @@ fn transcript(messages: &[Message]) -> Vec<(String, String)> {
         match m {
             Message::Response(r) => {
                 for c in r.tool_calls() {
-                    let q = c.args_object()["question"].as_str().unwrap_or("").to_string();
+                    let q = c.args_object()["question"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
                     questions.insert(c.tool_call_id.clone(), q);
                 }
             }
             Message::Request(r) => {
                 for p in &r.parts {
-                    if let RequestPart::ToolReturn { tool_call_id, content, .. } = p
+                    if let RequestPart::ToolReturn {
+                        tool_call_id,
+                        content,
+                        ..
+                    } = p
                         && let Some(q) = questions.get(tool_call_id)
                     {
                         out.push((q.clone(), content.as_str().unwrap_or("").to_string()));
@@ -162,7 +248,10 @@ pub fn questioner_turn(messages: &[Message]) -> ModelResponse {
             .iter()
             .filter(|p| !asked.contains(&p.question))
             .map(|p| {
-                let yes = candidates.iter().filter(|o| has(o, p.key) == Some(true)).count();
+                let yes = candidates
+                    .iter()
+                    .filter(|o| has(o, p.key) == Some(true))
+                    .count();
                 (yes.min(candidates.len() - yes), p)
             })
             .filter(|(split, _)| *split > 0)

@@ -1,6 +1,7 @@
 //! Twenty questions, durable: two agents play; a flaky tool is retried; kill the process and run
 //! the same command with `--id` to resume, with the finished questions answered from the journal.
 
+mod eval;
 mod game;
 mod knowledge;
 
@@ -59,6 +60,15 @@ struct Args {
     /// person can watch the game and kill it midway.
     #[arg(long, default_value_t = 150)]
     pace: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Compare questioners (the offline scripted strategies, or models) on six secrets: a table of
+    /// question counts, correct guesses, requests, tokens, cost and duration.
+    Eval(eval::EvalArgs),
 }
 
 fn has_env(var: &str) -> bool {
@@ -74,13 +84,20 @@ fn choose_models(args: &Args) -> Result<(ModelChoice, ModelChoice, String)> {
             m.split_once(':').map(|(_, n)| n.to_string()).unwrap_or(m)
         };
         let mut cfg = ClientConfig::new(base.clone());
-        cfg.api_key = std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty());
+        cfg.api_key = std::env::var("OPENAI_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty());
         let q = name(&args.questioner_model, "questioner");
         let a = name(&args.answerer_model, "answerer");
         let label = format!("{q} / {a} at {base}");
         return Ok((
-            ModelChoice::from(OpenAIChatModel::with_config(&q, cfg.clone())?.with_provider_name("openai-compatible")),
-            ModelChoice::from(OpenAIChatModel::with_config(&a, cfg)?.with_provider_name("openai-compatible")),
+            ModelChoice::from(
+                OpenAIChatModel::with_config(&q, cfg.clone())?
+                    .with_provider_name("openai-compatible"),
+            ),
+            ModelChoice::from(
+                OpenAIChatModel::with_config(&a, cfg)?.with_provider_name("openai-compatible"),
+            ),
             label,
         ));
     }
@@ -93,7 +110,9 @@ fn choose_models(args: &Args) -> Result<(ModelChoice, ModelChoice, String)> {
     } else {
         None
     };
-    let pick = |flag: &Option<String>, default: Option<&str>, scripted: FunctionModel| match (flag, default) {
+    let pick = |flag: &Option<String>, default: Option<&str>, scripted: FunctionModel| match (
+        flag, default,
+    ) {
         (Some(m), _) => (ModelChoice::from(m.as_str()), m.clone()),
         (None, Some(d)) => (ModelChoice::from(d), d.to_string()),
         (None, None) => {
@@ -130,7 +149,12 @@ fn scripted_name(m: &FunctionModel) -> String {
 fn new_game_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     format!("twenty-questions-{:08x}", h.finish() as u32)
 }
 
@@ -149,7 +173,11 @@ fn print_outcome(o: &GameOutcome, secret: &str, sent: u64, replayed: u64, starte
         o.usage.input_tokens,
         o.usage.output_tokens,
         o.usage.cost_usd,
-        if o.usage.unpriced_requests > 0 { " (some models have no price)" } else { "" }
+        if o.usage.unpriced_requests > 0 {
+            " (some models have no price)"
+        } else {
+            ""
+        }
     );
     println!("Wall time: {}", game::human(started.elapsed()));
 }
@@ -157,24 +185,44 @@ fn print_outcome(o: &GameOutcome, secret: &str, sent: u64, replayed: u64, starte
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(Command::Eval(e)) = &args.command {
+        return eval::run(e).await;
+    }
     let started = Instant::now();
     let (qm, am, label) = choose_models(&args)?;
     let answerer = game::answerer(am)?;
     let questioner = game::questioner(qm, answerer, args.max_questions)?;
     let shared = Arc::new(Shared::new(args.failure_rate, args.seed));
-    println!("Twenty questions: {label}. Failure rate {:.0}%.", args.failure_rate * 100.0);
+    println!(
+        "Twenty questions: {label}. Failure rate {:.0}%.",
+        args.failure_rate * 100.0
+    );
 
     if args.plain {
-        println!("Plain run (no durability); the secret is {}.\n", args.secret);
-        let outcome = game::play(&questioner, Game { secret: args.secret.clone(), shared }).await?;
+        println!(
+            "Plain run (no durability); the secret is {}.\n",
+            args.secret
+        );
+        let outcome = game::play(
+            &questioner,
+            Game {
+                secret: args.secret.clone(),
+                shared,
+            },
+        )
+        .await?;
         print_outcome(&outcome, &args.secret, 0, 0, started);
         return Ok(());
     }
     if args.engine != "sqlite" {
-        bail!("engine `{}` is not available in this build; use --engine sqlite", args.engine);
+        bail!(
+            "engine `{}` is not available in this build; use --engine sqlite",
+            args.engine
+        );
     }
 
-    let engine = steadfast::sqlite_engine(&args.db).with_context(|| format!("opening {}", args.db))?;
+    let engine =
+        steadfast::sqlite_engine(&args.db).with_context(|| format!("opening {}", args.db))?;
     let id = match &args.id {
         Some(id) => id.clone(),
         None => {
@@ -186,16 +234,22 @@ async fn main() -> Result<()> {
     let existing = engine.store().get_workflow(&id).await?;
     let secret = match &existing {
         Some(rec) => {
-            let input: GameInput = serde_json::from_value(rec.input.clone()).context("reading the game's input")?;
+            let input: GameInput =
+                serde_json::from_value(rec.input.clone()).context("reading the game's input")?;
             match rec.status {
                 WorkflowStatus::Completed => println!("Game {id} is over; its result:"),
                 s if s.is_terminal() => println!("Game {id} ended: {s}"),
-                _ => println!("Resuming game {id}: finished questions are answered from the journal.\n"),
+                _ => println!(
+                    "Resuming game {id}: finished questions are answered from the journal.\n"
+                ),
             }
             input.secret
         }
         None => {
-            println!("New game {id} in {}; the secret is {}.\n", args.db, args.secret);
+            println!(
+                "New game {id} in {}; the secret is {}.\n",
+                args.db, args.secret
+            );
             args.secret.clone()
         }
     };
@@ -220,12 +274,22 @@ async fn main() -> Result<()> {
                 && let Some((q, a)) = game::replayed_question(e.input.as_ref(), e.output.as_ref())
             {
                 let n = sh.shown.fetch_add(1, Ordering::SeqCst) + 1;
-                println!("{n:>3}. {q:<44} → {a}   (replayed, {})", game::human(e.duration));
+                println!(
+                    "{n:>3}. {q:<44} → {a}   (replayed, {})",
+                    game::human(e.duration)
+                );
             }
         })
         .start();
 
-    let handle = engine.start::<TwentyQuestions>(&id, GameInput { secret: secret.clone() }).await?;
+    let handle = engine
+        .start::<TwentyQuestions>(
+            &id,
+            GameInput {
+                secret: secret.clone(),
+            },
+        )
+        .await?;
     let result = tokio::select! {
         r = handle.result() => r,
         _ = tokio::signal::ctrl_c() => {

@@ -84,7 +84,11 @@ async fn chat(State(counts): State<Shared>, Json(body): Json<Value>) -> Json<Val
         } else {
             "Is it a potato?".to_string()
         };
-        return Json(tool_message(&format!("call_{answered}"), "ask_question", json!({ "question": q })));
+        return Json(tool_message(
+            &format!("call_{answered}"),
+            "ask_question",
+            json!({ "question": q }),
+        ));
     }
     // The answerer: its instructions hold the secret, its last user message the question.
     let system = messages
@@ -92,7 +96,12 @@ async fn chat(State(counts): State<Shared>, Json(body): Json<Value>) -> Json<Val
         .filter(|m| m["role"] == "system")
         .map(|m| m["content"].as_str().unwrap_or(""))
         .collect::<String>();
-    let secret = system.rsplit("THE SECRET OBJECT IS:").next().unwrap_or("").trim().to_string();
+    let secret = system
+        .rsplit("THE SECRET OBJECT IS:")
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
     let question = messages
         .iter()
         .rev()
@@ -107,12 +116,18 @@ async fn chat(State(counts): State<Shared>, Json(body): Json<Value>) -> Json<Val
     } else {
         "not really"
     };
-    Json(tool_message("call_a", "final_result", json!({ "response": answer })))
+    Json(tool_message(
+        "call_a",
+        "final_result",
+        json!({ "response": answer }),
+    ))
 }
 
 async fn start_server() -> (String, Shared) {
     let counts: Shared = Arc::default();
-    let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(counts.clone());
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .with_state(counts.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -129,7 +144,18 @@ fn temp_db(tag: &str) -> String {
 
 fn game(db: &str, url: &str, id: &str, failure_rate: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_twenty-questions"))
-        .args(["--db", db, "--id", id, "--base-url", url, "--failure-rate", failure_rate, "--seed", "7"])
+        .args([
+            "--db",
+            db,
+            "--id",
+            id,
+            "--base-url",
+            url,
+            "--failure-rate",
+            failure_rate,
+            "--seed",
+            "7",
+        ])
         .env_remove("OPENAI_API_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -182,7 +208,10 @@ async fn killed_after_question_five_resumes_by_id() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = counts.lock().unwrap().total;
-    assert!(!first.contains("Guess:"), "the game ended before the kill:\n{first}");
+    assert!(
+        !first.contains("Guess:"),
+        "the game ended before the kill:\n{first}"
+    );
 
     let (second, ok) = tokio::task::spawn_blocking({
         let (db, url) = (db.clone(), url.clone());
@@ -194,13 +223,20 @@ async fn killed_after_question_five_resumes_by_id() {
     assert!(second.contains("Resuming game kill-test"), "{second}");
     assert!(second.contains("Guess: potato  ✔ right"), "{second}");
     let replayed = second.lines().filter(|l| l.contains("(replayed,")).count();
-    assert!(replayed >= 4, "the resumed run shows the replayed questions:\n{second}");
+    assert!(
+        replayed >= 4,
+        "the resumed run shows the replayed questions:\n{second}"
+    );
     assert!(second.contains("replayed from the journal"), "{second}");
 
     let c = counts.lock().unwrap();
     assert!(c.total > before, "the resumed run sent new requests");
     // Every request reached the server once, except at most the one in flight at the kill.
-    assert!(c.duplicates() <= 1, "{} duplicated requests:\nfirst run:\n{first}\nsecond run:\n{second}", c.duplicates());
+    assert!(
+        c.duplicates() <= 1,
+        "{} duplicated requests:\nfirst run:\n{first}\nsecond run:\n{second}",
+        c.duplicates()
+    );
     // K questions and a guess: (K + 1) answerer requests and K + 2 questioner requests.
     assert_eq!(c.seen.len(), 2 * K + 3, "distinct requests");
     let _ = std::fs::remove_file(&db);
@@ -218,13 +254,24 @@ async fn half_the_calls_fail_and_the_game_still_completes() {
     .unwrap();
     assert!(ok, "{out}");
     assert!(out.contains("Guess: potato  ✔ right"), "{out}");
-    let failures = out.lines().filter(|l| l.contains("simulated failure")).count();
+    let failures = out
+        .lines()
+        .filter(|l| l.contains("simulated failure"))
+        .count();
     assert!(failures > 0, "{out}");
     // The history shows the retries: attempts recorded against the tool steps.
     let engine = steadfast::sqlite_engine(&db).unwrap();
     let h = engine.history("flaky-test").await.unwrap();
-    assert_eq!(h.attempts.len(), failures, "every failure is in the history");
-    assert!(h.attempts.iter().all(|a| a.step_id.contains("tool__ask_question")));
+    assert_eq!(
+        h.attempts.len(),
+        failures,
+        "every failure is in the history"
+    );
+    assert!(
+        h.attempts
+            .iter()
+            .all(|a| a.step_id.contains("tool__ask_question"))
+    );
     let retried = h.steps.iter().filter(|s| s.attempts > 1).count();
     assert!(retried > 0);
     // Failures happen before the answerer is called: no request was sent twice.

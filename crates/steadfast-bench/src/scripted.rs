@@ -1,0 +1,127 @@
+//! The `game` section: a durable 50-question game with scripted [`FunctionModel`]s (no network)
+//! against the same game run plainly. Durable runs on SQLite (the default, process-crash-safe
+//! durability) and, to separate the engine from the database, on the in-memory store.
+//!
+//! [`FunctionModel`]: steadfast_core::FunctionModel
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use steadfast_durable::{Engine, MemoryStore, Store};
+use steadfast_sqlite::Durability;
+
+use crate::game::{self, GameWorkflow};
+use crate::report::{Figure, Report};
+use crate::stats::{median, ms, open_sqlite};
+use crate::timed_store::{StoreProbe, TimedStore};
+
+const K: u32 = 50;
+
+/// Per-game medians of a durable store, and the store's time per game.
+struct Durable {
+    wall_ms: f64,
+    commits_per_game: f64,
+    commit_ms_per_game: f64,
+    commit_mean_us: f64,
+    commit: crate::stats::Summary,
+}
+
+async fn durable_games(store: impl Store, label: &str, games: usize) -> anyhow::Result<Durable> {
+    let timed = TimedStore::new(store);
+    let probe: std::sync::Arc<StoreProbe> = timed.probe();
+    let engine = Engine::new(timed);
+    let worker = engine
+        .worker()
+        .workflow(GameWorkflow {
+            questioner: game::scripted_game(K)?,
+        })
+        .start();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (mut walls, mut commit_ms, mut commits) = (Vec::new(), Vec::new(), Vec::new());
+    let mut all_commits = Vec::new();
+    // Game 0 is a warm-up.
+    for g in 0..=games {
+        probe.reset();
+        let t = Instant::now();
+        let h = engine
+            .start::<GameWorkflow>(&format!("{label}-{g}"), ())
+            .await?;
+        let r = h.result().await?;
+        let wall = t.elapsed();
+        r.check(K)?;
+        if g > 0 {
+            walls.push(ms(wall));
+            let c = probe.get("commit_step");
+            commits.push(c.calls as f64);
+            commit_ms.push(ms(c.total));
+            all_commits.extend(probe.samples("commit_step"));
+        }
+    }
+    worker.shutdown().await;
+    let (n, t) = (median(commits), median(commit_ms));
+    Ok(Durable {
+        wall_ms: median(walls),
+        commits_per_game: n,
+        commit_ms_per_game: t,
+        commit_mean_us: if n > 0.0 { t * 1e3 / n } else { 0.0 },
+        commit: crate::stats::summarize(all_commits),
+    })
+}
+
+/// The `game` section.
+pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result<()> {
+    let games = if quick { 1 } else { 15 };
+    let q = game::scripted_game(K)?;
+    game::play_plain(&q).await?.check(K)?;
+    let mut plain = Vec::new();
+    for _ in 0..games {
+        let t = Instant::now();
+        let r = game::play_plain(&q).await?;
+        plain.push(ms(t.elapsed()));
+        r.check(K)?;
+    }
+    let plain = median(plain);
+    let note = format!("K={K} (101 model requests, 151 journaled steps), median of {games} games");
+    report.add(
+        Figure::new("game", "plain game, FunctionModel", plain, "ms").note(format!(
+            "baseline; {note}; {:.1} µs per request",
+            plain * 1e3 / 101.0
+        )),
+    );
+    let store = open_sqlite(dir.join("game.db"), Durability::ProcessCrashSafe).await?;
+    let sqlite = durable_games(store, "sqlite-game", games).await?;
+    report.add(
+        Figure::new("game", "durable game, SQLite NORMAL", sqlite.wall_ms, "ms")
+            .vs("plain game", plain)
+            .target("≤ 2× plain", sqlite.wall_ms <= 2.0 * plain)
+            .note(format!(
+                "{note}; {:.0} commit_step awaits: {:.2} ms (mean {:.1} µs, median {:.1}, p90 {:.1})",
+                sqlite.commits_per_game,
+                sqlite.commit_ms_per_game,
+                sqlite.commit_mean_us,
+                sqlite.commit.median,
+                sqlite.commit.p90
+            )),
+    );
+    let mem = durable_games(MemoryStore::new(), "memory-game", games).await?;
+    report.add(
+        Figure::new("game", "durable game, MemoryStore", mem.wall_ms, "ms")
+            .vs("plain game", plain)
+            .note(format!(
+                "engine without a database; commit_step {:.2} ms per game",
+                mem.commit_ms_per_game
+            )),
+    );
+    let per_step = (sqlite.wall_ms - plain) * 1e3 / sqlite.commits_per_game.max(1.0);
+    report.add(
+        Figure::new(
+            "game",
+            "durable cost per journaled step, SQLite",
+            per_step,
+            "µs",
+        )
+        .vs("of which awaiting commit_step", sqlite.commit_mean_us)
+        .note("(durable − plain) / commits"),
+    );
+    Ok(())
+}
