@@ -28,10 +28,12 @@ use crate::error::WorkflowError;
 ///     type Input = String;
 ///     type Output = String;
 ///     async fn run(&self, ctx: &WorkflowCtx, name: String) -> Result<String, WorkflowError> {
+///         // A step's body may run again (retries), and outlives this call: it owns its data.
+///         let who = name.clone();
 ///         let greeting: String = ctx
-///             .step("compose", &name, |_| {
-///                 let name = name.clone();
-///                 async move { Ok::<_, StepError>(format!("Hello, {name}!")) }
+///             .step("compose", &name, move |_| {
+///                 let who = who.clone();
+///                 async move { Ok::<_, StepError>(format!("Hello, {who}!")) }
 ///             })
 ///             .await?;
 ///         Ok(greeting)

@@ -19,7 +19,7 @@
 //! ```
 //!
 //! Features: `models` (default: all providers), `durable`, `sqlite` (default: the embedded
-//! engine).
+//! engine), `otel` (OpenTelemetry export and the console span tree).
 
 pub use steadfast_core::*;
 
@@ -42,8 +42,8 @@ pub fn install_providers() {
 pub use steadfast_durable as durable;
 #[cfg(feature = "durable")]
 pub use steadfast_durable::{
-    Engine, History, MemoryStore, StepCtx, StepError, StepEvent, StepEventKind, StepKind, Store, Worker,
-    WorkerBuilder, WorkerConfig, Workflow, WorkflowCtx, WorkflowError, WorkflowHandle,
+    Engine, History, MemoryStore, StepCtx, StepError, StepEvent, StepEventKind, StepKind, Store,
+    Worker, WorkerBuilder, WorkerConfig, Workflow, WorkflowCtx, WorkflowError, WorkflowHandle,
     WorkflowStatus,
 };
 
@@ -53,9 +53,16 @@ pub use steadfast_sqlite::{SqliteOptions, SqliteStore};
 
 /// Open (or create) a SQLite database file and return an engine over it.
 #[cfg(feature = "sqlite")]
-pub fn sqlite_engine(path: impl AsRef<std::path::Path>) -> Result<Engine, steadfast_durable::StoreError> {
+pub fn sqlite_engine(
+    path: impl AsRef<std::path::Path>,
+) -> Result<Engine, steadfast_durable::StoreError> {
     Ok(Engine::new(SqliteStore::open(path.as_ref())?))
 }
+
+/// Observability: `steadfast::otel::init()` sets up OTLP export from the standard `OTEL_*`
+/// variables and, with `STEADFAST_CONSOLE=1`, the console span tree.
+#[cfg(feature = "otel")]
+pub use steadfast_otel as otel;
 
 /// The common imports.
 pub mod prelude {

@@ -60,6 +60,11 @@ struct Args {
     /// person can watch the game and kill it midway.
     #[arg(long, default_value_t = 150)]
     pace: u64,
+    /// Print a live span tree (steps, model requests, tools; durations, tokens and cost) on
+    /// stderr. `STEADFAST_CONSOLE=1` does the same; `OTEL_EXPORTER_OTLP_ENDPOINT` exports the
+    /// spans over OTLP as well.
+    #[arg(long, global = true)]
+    trace: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -185,6 +190,9 @@ fn print_outcome(o: &GameOutcome, secret: &str, sent: u64, replayed: u64, starte
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    let mut telemetry = steadfast::otel::Config::from_env()?;
+    telemetry.console |= args.trace;
+    let otel = steadfast::otel::init_with(telemetry)?;
     if let Some(Command::Eval(e)) = &args.command {
         return eval::run(e).await;
     }
@@ -294,6 +302,7 @@ async fn main() -> Result<()> {
         r = handle.result() => r,
         _ = tokio::signal::ctrl_c() => {
             println!("\nInterrupted. Resume with: twenty-questions --id {id} --db {}", args.db);
+            let _ = otel.flush();
             std::process::exit(130);
         }
     };
