@@ -51,6 +51,12 @@ struct Global {
         value_name = "MS"
     )]
     lock_timeout_ms: u64,
+
+    /// Print a live span tree of the agent runs (`steadfast --trace eval ...`) on stderr:
+    /// model requests and tool calls with durations, tokens and cost. `STEADFAST_CONSOLE=1` does
+    /// the same; `OTEL_EXPORTER_OTLP_ENDPOINT` exports the spans over OTLP.
+    #[arg(long, global = true)]
+    trace: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,14 +179,18 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// `steadfast eval`: needs no database; the evaluation's own runner parses the arguments.
-fn eval(args: Vec<String>) -> anyhow::Result<()> {
+fn eval(args: Vec<String>, trace: bool) -> anyhow::Result<()> {
     steadfast_models::install();
+    let mut telemetry = steadfast_otel::Config::from_env()?;
+    telemetry.console |= trace;
+    let otel = steadfast_otel::init_with(telemetry)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
     let tasks = steadfast_evals::cli::TaskRegistry::with_standard_tasks();
     let outcome = runtime.block_on(steadfast_evals::cli::run(args, &tasks))?;
+    drop(otel);
     if outcome.exit_code != 0 {
         std::process::exit(outcome.exit_code);
     }
@@ -189,7 +199,7 @@ fn eval(args: Vec<String>) -> anyhow::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Eval { args } = cli.command {
-        return eval(args);
+        return eval(args, cli.global.trace);
     }
     // Validate the arguments that need no database first.
     let payload = match &cli.command {

@@ -73,7 +73,9 @@ struct Args {
     /// Write the report to this file instead of stdout.
     #[arg(long)]
     out: Option<String>,
-    /// Export traces (not wired yet: accepted and ignored with a notice).
+    /// Print a live span tree (steps, model requests, tools; durations, tokens and cost) on
+    /// stderr. `STEADFAST_CONSOLE=1` does the same; `OTEL_EXPORTER_OTLP_ENDPOINT` exports the
+    /// spans over OTLP as well.
     #[arg(long)]
     trace: bool,
 }
@@ -291,11 +293,9 @@ fn deliver(
 async fn main() -> Result<()> {
     let args = Args::parse();
     let started = Instant::now();
-    if args.trace {
-        eprintln!(
-            "--trace: trace export is not wired into this example yet; continuing without it."
-        );
-    }
+    let mut telemetry = steadfast::otel::Config::from_env()?;
+    telemetry.console |= args.trace;
+    let _otel = steadfast::otel::init_with(telemetry)?;
     let (models, label) = choose_models(&args)?;
     let backend = choose_backend(&args)?;
     let agents = Agents::new(models)?;

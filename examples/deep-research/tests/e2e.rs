@@ -396,7 +396,7 @@ fn offline_run_writes_a_report_from_the_corpus_documents_it_retrieved() {
 }
 
 #[test]
-fn trace_is_accepted_with_a_notice_and_out_writes_a_file() {
+fn trace_prints_the_span_tree_and_out_writes_a_file() {
     let db = common::temp_db("out");
     let out = std::env::temp_dir().join(format!("deep-research-report-{}.md", std::process::id()));
     let child = common::command(&db)
@@ -409,7 +409,17 @@ fn trace_is_accepted_with_a_notice_and_out_writes_a_file() {
         .unwrap();
     let (stdout, err, ok) = common::finish(child);
     assert!(ok, "{err}");
-    assert!(err.contains("--trace"), "{err}");
+    // The span tree goes to stderr: the plan agent, the parallel searches and the analysis,
+    // each model request as a `chat` span with its tokens.
+    for span in [
+        "invoke_agent plan",
+        "invoke_agent search",
+        "invoke_agent analysis",
+        "execute_tool web_search",
+        "• chat ",
+    ] {
+        assert!(err.contains(span), "no `{span}` in the tree:\n{err}");
+    }
     assert!(stdout.is_empty(), "{stdout}");
     let report = std::fs::read_to_string(&out).unwrap();
     assert!(report.contains("timers-and-signals"), "{report}");
