@@ -18,14 +18,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use steadfast::prelude::*;
-use steadfast::{FunctionModel, ModelChoice, ModelResponse, RequestPart, ResponsePart};
+use steadfast::{FunctionModel, ModelChoice, ModelResponse, ResponsePart};
 use steadfast_evals::{
     Case, Dataset, EvaluateOptions, EvaluationReason, EvaluationReport, Evaluator,
     EvaluatorContext, EvaluatorResult, RenderOptions, render_comparison,
 };
 
 use crate::game::{self, Game, GameOutcome, Shared};
-use crate::knowledge;
+use crate::knowledge::{self, guess_question, positive, transcript};
 
 /// The secrets of the talk's eval.
 pub const SECRETS: [&str; 6] = ["Potato", "Man", "Woman", "Child", "Bicycle", "House"];
@@ -162,52 +162,6 @@ pub fn dataset() -> Dataset<String, GameOutcome> {
         ds.add_case(Case::new(s, s.to_string()));
     }
     ds
-}
-
-/// The questions and answers so far, from the questioner's conversation.
-fn transcript(messages: &[Message]) -> Vec<(String, String)> {
-    let mut asked = std::collections::HashMap::new();
-    let mut out = Vec::new();
-    for m in messages {
-        match m {
-            Message::Response(r) => {
-                for c in r.tool_calls() {
-                    let q = c.args_object()["question"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_string();
-                    asked.insert(c.tool_call_id.clone(), q);
-                }
-            }
-            Message::Request(r) => {
-                for p in &r.parts {
-                    if let RequestPart::ToolReturn {
-                        tool_call_id,
-                        content,
-                        ..
-                    } = p
-                        && let Some(q) = asked.get(tool_call_id)
-                    {
-                        out.push((q.clone(), content.as_str().unwrap_or("").to_string()));
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-fn positive(answer: &str) -> bool {
-    matches!(answer, "yes" | "kind of")
-}
-
-fn guess_question(object: &str) -> String {
-    let article = if object.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    };
-    format!("Is it {article} {object}?")
 }
 
 fn ask(question: String, n: usize) -> ModelResponse {

@@ -148,7 +148,8 @@ fn has(object: &str, key: &str) -> Option<bool> {
         .map(|(_, props)| props.contains(&key))
 }
 
-fn guess_question(object: &str) -> String {
+/// The question that guesses `object`: "Is it a potato?".
+pub fn guess_question(object: &str) -> String {
     let article = if object.starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
     } else {
@@ -185,7 +186,7 @@ pub fn answer(secret: &str, question: &str) -> &'static str {
 }
 
 /// The question-and-answer pairs so far, read from the questioner's conversation.
-fn transcript(messages: &[Message]) -> Vec<(String, String)> {
+pub fn transcript(messages: &[Message]) -> Vec<(String, String)> {
     let mut questions = std::collections::HashMap::new();
     let mut out = Vec::new();
     for m in messages {
@@ -217,7 +218,8 @@ fn transcript(messages: &[Message]) -> Vec<(String, String)> {
     out
 }
 
-fn positive(answer: &str) -> bool {
+/// Whether an answer counts as yes.
+pub fn positive(answer: &str) -> bool {
     matches!(answer, "yes" | "kind of")
 }
 
