@@ -49,7 +49,7 @@ pub use steadfast_durable::{
 
 /// The embedded SQLite store.
 #[cfg(feature = "sqlite")]
-pub use steadfast_sqlite::{SqliteOptions, SqliteStore};
+pub use steadfast_sqlite::{Durability, SqliteOptions, SqliteStore};
 
 /// Open (or create) a SQLite database file and return an engine over it.
 #[cfg(feature = "sqlite")]
