@@ -246,8 +246,8 @@ const PAUSE_ROUNDS: usize = 10;
 /// workflows to the other worker. When it wakes up (SIGCONT) it must not run steps that the other
 /// worker has completed meanwhile.
 /// The engine refuses to start a step once the run's lease may have expired, so the woken worker
-/// stops instead of repeating the other worker's steps. That check narrows the window from one
-/// round in four to ten to about one round in a hundred, but cannot close it: a pause that lands
+/// stops instead of repeating the other worker's steps. That check narrows the window (before it,
+/// one round in four to ten failed; with it, one round in seventy did), but cannot close it: a pause that lands
 /// between the check and the step's first effect still lets the woken worker run that step once
 /// more (its result is then refused by the store's fencing, so it is never recorded or observed
 /// twice: steps are at-least-once, which is why they get idempotency keys). So the test is not
