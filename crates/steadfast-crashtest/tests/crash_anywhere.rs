@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use steadfast::WorkflowStatus;
 
-const TOPICS: [&str; 4] = ["alpha", "beta", "gamma", "delta"];
 /// Workflows each `crashy` process runs side by side.
 const PER_ROUND: usize = 4;
 /// Parallel branches of the pipeline: at most this many steps of one workflow are in flight.
@@ -119,14 +118,7 @@ fn crash_anywhere() {
             deaths.len(),
             failpoints.len()
         );
-        let ids: Vec<(String, &'static str)> = (0..PER_ROUND)
-            .map(|j| (format!("r{round}-w{j}"), TOPICS[j % TOPICS.len()]))
-            .collect();
-        let start = ids
-            .iter()
-            .map(|(id, t)| format!("{id}={t}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let (ids, start) = workflow_ids(&format!("r{round}-w"), PER_ROUND);
         workflows.extend(ids.iter().cloned());
         loop {
             lives += 1;

@@ -13,7 +13,6 @@ use std::time::Duration;
 use common::*;
 use steadfast::WorkflowStatus;
 
-const TOPICS: [&str; 4] = ["alpha", "beta", "gamma", "delta"];
 const WORKFLOWS: usize = 10;
 
 #[test]
@@ -28,14 +27,7 @@ fn two_workers_share_one_file() {
     let commits = scratch.path("commits.log");
     // The file exists before either worker opens it.
     let engine = steadfast::sqlite_engine(&db).expect("create the db");
-    let ids: Vec<(String, &str)> = (0..WORKFLOWS)
-        .map(|i| (format!("w{i}"), TOPICS[i % TOPICS.len()]))
-        .collect();
-    let start = ids
-        .iter()
-        .map(|(id, t)| format!("{id}={t}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let (ids, start) = workflow_ids("w", WORKFLOWS);
     let spawn = |label: &str| {
         Crashy::new(&db, label)
             .arg("llm-url", mock.url())
@@ -145,14 +137,7 @@ fn a_survivor_takes_over_a_killed_workers_workflows() {
     let exec = scratch.path("exec.log");
     let commits = scratch.path("commits.log");
     let engine = steadfast::sqlite_engine(&db).expect("create the db");
-    let ids: Vec<(String, &str)> = (0..8)
-        .map(|i| (format!("s{i}"), TOPICS[i % TOPICS.len()]))
-        .collect();
-    let start = ids
-        .iter()
-        .map(|(id, t)| format!("{id}={t}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let (ids, start) = workflow_ids("s", 8);
     let spawn = |label: &str| {
         Crashy::new(&db, label)
             .arg("llm-url", mock.url())
@@ -285,14 +270,7 @@ fn paused_round(
     let exec = scratch.path(&format!("paused-{round}-exec.log"));
     let commits = scratch.path(&format!("paused-{round}-commits.log"));
     let engine = steadfast::sqlite_engine(&db).expect("create the db");
-    let ids: Vec<(String, &str)> = (0..4)
-        .map(|i| (format!("p{i}"), TOPICS[i % TOPICS.len()]))
-        .collect();
-    let start = ids
-        .iter()
-        .map(|(id, t)| format!("{id}={t}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let (ids, start) = workflow_ids("p", 4);
     let spawn = |label: &str| {
         Crashy::new(&db, label)
             .arg("llm-url", mock.url())

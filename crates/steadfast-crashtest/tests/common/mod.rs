@@ -659,3 +659,19 @@ pub fn audit(histories: &[History], requests: &[Request], execs: &[Exec]) -> Aud
     a.problems.sort();
     a
 }
+
+/// The topics the test workflows research, one per workflow in turn.
+pub const TOPICS: [&str; 4] = ["alpha", "beta", "gamma", "delta"];
+
+/// `n` workflow ids `{prefix}{i}` with their topics, and the `--start` list `id=topic,...`.
+pub fn workflow_ids(prefix: &str, n: usize) -> (Vec<(String, &'static str)>, String) {
+    let ids: Vec<(String, &'static str)> = (0..n)
+        .map(|i| (format!("{prefix}{i}"), TOPICS[i % TOPICS.len()]))
+        .collect();
+    let start = ids
+        .iter()
+        .map(|(id, t)| format!("{id}={t}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    (ids, start)
+}
