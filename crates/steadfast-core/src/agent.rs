@@ -390,7 +390,7 @@ where
                     let response = driver
                         .model_request(ModelCall {
                             agent: &i.name,
-                            model: &*model,
+                            model: &model,
                             messages: run.messages(),
                             params: run.params(),
                             settings: &settings,

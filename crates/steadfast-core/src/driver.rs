@@ -10,7 +10,7 @@ use tracing::{Instrument, Span};
 
 use crate::error::{AgentError, ToolError};
 use crate::messages::{Message, ModelResponse, ToolCallPart};
-use crate::model::{Model, ModelError, ModelRequestParams, ModelSettings, StreamEvent};
+use crate::model::{Model, ModelError, ModelRef, ModelRequestParams, ModelSettings, StreamEvent};
 use crate::policy::StepPolicy;
 use crate::tool::{ToolExec, ToolOutcome};
 use crate::usage::Usage;
@@ -22,8 +22,8 @@ pub type EventSink = Arc<dyn Fn(StreamEvent) + Send + Sync>;
 pub struct ModelCall<'a> {
     /// The agent's name (step names are `agent__{agent}__model_request`).
     pub agent: &'a str,
-    /// The model to call.
-    pub model: &'a dyn Model,
+    /// The model to call (shared, so an engine may hand it to another task).
+    pub model: &'a ModelRef,
     /// The conversation so far.
     pub messages: &'a [Message],
     /// Tools and output mode.
@@ -314,7 +314,7 @@ impl Driver for PlainDriver {
         Box::pin(async move {
             with_policy("model_request", call.policy, |_| async {
                 call_model(
-                    call.model,
+                    &**call.model,
                     call.messages,
                     call.params,
                     call.settings,

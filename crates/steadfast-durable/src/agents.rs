@@ -5,11 +5,16 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use serde_json::Value;
 use steadfast_core::driver::call_model;
-use steadfast_core::{AgentError, Driver, ModelCall, ModelResponse, Scope, ToolCall, ToolOutcome};
+use steadfast_core::{
+    AgentError, Driver, ModelCall, ModelResponse, PlainDriver, Scope, ToolCall, ToolExec,
+    ToolOutcome,
+};
 
-use crate::ctx::{StepSpec, WorkflowCtx, hash_of};
-use crate::error::{Attempt, StepError};
+use crate::ctx::{StepCtx, StepSpec, WorkflowCtx, hash_of};
+use crate::error::{Attempt, StepError, WorkflowError};
+use crate::remote::{RemoteOp, RemoteStep, StepBody};
 use crate::store::StepKind;
 
 /// Drives agent runs inside a workflow, journaling every call.
@@ -21,6 +26,74 @@ impl Scope for WorkflowCtx {
     fn driver(&self) -> Arc<dyn Driver> {
         Arc::new(DurableDriver { ctx: self.clone() })
     }
+}
+
+impl DurableDriver {
+    /// On a remote engine, the step as a [`RemoteStep`] with an owned body; `None` on the
+    /// embedded engine.
+    fn remote_step(
+        &self,
+        spec: &StepSpec,
+        body: impl FnOnce() -> StepBody,
+    ) -> Option<BoxFuture<'static, Result<Value, WorkflowError>>> {
+        self.ctx.run.remote.as_ref()?;
+        self.ctx.remote_call(&spec.short, || {
+            RemoteOp::Step(RemoteStep {
+                kind: spec.kind,
+                name: spec.name.clone(),
+                input: spec.input.clone(),
+                input_hash: spec.input_hash.clone(),
+                policy: spec.policy,
+                body: body(),
+            })
+        })
+    }
+}
+
+/// A model request that owns its conversation: a remote engine runs it on another task. Live
+/// events stay with the caller's process, so they are not streamed from there.
+fn model_request_body(call: &ModelCall<'_>) -> StepBody {
+    let model = call.model.clone();
+    let messages = Arc::new(call.messages.to_vec());
+    let params = Arc::new(call.params.clone());
+    let settings = Arc::new(call.settings.clone());
+    Box::new(move |_| {
+        let (model, messages, params, settings) = (
+            model.clone(),
+            messages.clone(),
+            params.clone(),
+            settings.clone(),
+        );
+        Box::pin(async move {
+            match call_model(&*model, &messages, &params, &settings, None).await {
+                Ok(r) => serde_json::to_value(r).map_err(StepError::fatal),
+                Err(e) => Err(StepError::from(AgentError::Model(e))),
+            }
+        })
+    })
+}
+
+/// A tool call on a remote engine. Whatever the tool runs inside (a nested agent, say) runs
+/// plainly within the one step: the step is the unit the remote history records.
+fn tool_body(exec: ToolExec) -> StepBody {
+    Box::new(move |sc: StepCtx| {
+        let run = exec(Arc::new(PlainDriver), sc.idempotency_key);
+        Box::pin(async move {
+            match Attempt::from(run.await) {
+                Attempt::Ok(v) => serde_json::to_value(v).map_err(StepError::fatal),
+                Attempt::Failed(e) => Err(e),
+                Attempt::Engine(e) => Err(StepError::fatal(e)),
+            }
+        })
+    })
+}
+
+/// A remote step's JSON answer as the driver's result.
+fn decode<T: serde::de::DeserializeOwned>(
+    r: Result<Value, WorkflowError>,
+) -> Result<T, AgentError> {
+    let v = r.map_err(AgentError::engine)?;
+    serde_json::from_value(v).map_err(|e| AgentError::engine(WorkflowError::from(e)))
 }
 
 impl Driver for DurableDriver {
@@ -47,11 +120,21 @@ impl Driver for DurableDriver {
             input: None,
             policy: *call.policy,
         };
+        if let Some(remote) = self.remote_step(&spec, || model_request_body(&call)) {
+            return Box::pin(async move { decode(remote.await) });
+        }
         let fut = self.ctx.execute(spec, move |_, _| {
             let events = call.events.clone();
             async move {
                 let sink = events.as_ref();
-                match call_model(call.model, call.messages, call.params, call.settings, sink).await
+                match call_model(
+                    &**call.model,
+                    call.messages,
+                    call.params,
+                    call.settings,
+                    sink,
+                )
+                .await
                 {
                     Ok(r) => Attempt::Ok(r),
                     Err(e) => Attempt::Failed(StepError::from(AgentError::Model(e))),
@@ -77,6 +160,9 @@ impl Driver for DurableDriver {
             policy: *call.policy,
         };
         let exec = call.exec.clone();
+        if let Some(remote) = self.remote_step(&spec, || tool_body(exec.clone())) {
+            return Box::pin(async move { decode(remote.await) });
+        }
         let fut = self.ctx.execute(spec, move |sc, nested| {
             let run = exec(nested.driver(), sc.idempotency_key);
             async move { Attempt::from(run.await) }

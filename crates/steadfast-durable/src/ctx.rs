@@ -27,6 +27,7 @@ use tracing::{Instrument, Span};
 use crate::deps::Deps;
 use crate::error::{Attempt, StepError, WorkflowError};
 use crate::events::{Observer, StepEvent, StepEventKind};
+use crate::remote::{RemoteCall, RemoteEngine, RemoteOp, RemoteStep, decode_recv};
 use crate::store::{
     AttemptRecord, Millis, NewWorkflow, StepFailure, StepKind, StepRecord, Store, WorkflowStatus,
     now_millis,
@@ -70,6 +71,9 @@ pub(crate) struct RunShared {
     pub suspend_threshold: Duration,
     pub replayed: AtomicU64,
     pub executed: AtomicU64,
+    /// A remote engine (Temporal) that answers every effect from its own history; `None` on the
+    /// embedded engine.
+    pub remote: Option<Arc<dyn RemoteEngine>>,
 }
 
 impl RunShared {
@@ -189,6 +193,48 @@ impl WorkflowCtx {
         }
     }
 
+    /// The context of a workflow run by a remote engine (Temporal): every effect goes to
+    /// `engine`, which answers it from its own history. `deps` are the worker's.
+    pub fn remote(
+        workflow_id: &str,
+        workflow_name: &str,
+        deps: Arc<Deps>,
+        engine: Arc<dyn RemoteEngine>,
+    ) -> WorkflowCtx {
+        let run = RunShared {
+            id: workflow_id.to_string(),
+            name: workflow_name.to_string(),
+            store: Arc::new(crate::memory::MemoryStore::new()),
+            owner: "remote".to_string(),
+            journal: Mutex::new(HashMap::new()),
+            deps,
+            observer: None,
+            cancel: AtomicBool::new(false),
+            lease_until: AtomicI64::new(i64::MAX),
+            in_flight: AtomicUsize::new(0),
+            suspend_requested: AtomicBool::new(false),
+            wake_at: Mutex::new(None),
+            waiting_on: Mutex::new(Vec::new()),
+            notify: Notify::new(),
+            suspend_threshold: Duration::MAX,
+            replayed: AtomicU64::new(0),
+            executed: AtomicU64::new(0),
+            remote: Some(engine),
+        };
+        WorkflowCtx::root(Arc::new(run))
+    }
+
+    /// Send `op` to the remote engine, if this run has one, under the next step id for `short`.
+    pub(crate) fn remote_call(
+        &self,
+        short: &str,
+        op: impl FnOnce() -> RemoteOp,
+    ) -> Option<futures::future::BoxFuture<'static, Result<Value, WorkflowError>>> {
+        let engine = self.run.remote.as_ref()?;
+        let (_, step_id) = self.ns.alloc(short);
+        Some(engine.call(RemoteCall { step_id, op: op() }))
+    }
+
     /// The workflow id.
     pub fn workflow_id(&self) -> &str {
         &self.run.id
@@ -280,7 +326,26 @@ impl WorkflowCtx {
             input: Some(input),
             policy,
         };
-        self.execute(spec, move |sc, _| {
+        if self.run.remote.is_some() {
+            let remote = self.remote_call(name, || {
+                RemoteOp::Step(RemoteStep {
+                    kind: spec.kind,
+                    name: spec.name,
+                    input: spec.input,
+                    input_hash: spec.input_hash,
+                    policy: spec.policy,
+                    body: Box::new(move |sc| {
+                        let fut = body(sc);
+                        Box::pin(async move {
+                            let v = fut.await?;
+                            serde_json::to_value(v).map_err(StepError::fatal)
+                        })
+                    }),
+                })
+            });
+            return futures::future::Either::Left(decode_remote(remote));
+        }
+        futures::future::Either::Right(self.execute(spec, move |sc, _| {
             let fut = body(sc);
             async move {
                 match fut.await {
@@ -288,7 +353,7 @@ impl WorkflowCtx {
                     Err(e) => Attempt::Failed(e),
                 }
             }
-        })
+        }))
     }
 
     /// Allocate a step and run it: replay it from the journal if it is there, otherwise run
@@ -569,33 +634,45 @@ impl WorkflowCtx {
     pub fn now(
         &self,
     ) -> impl Future<Output = Result<Millis, WorkflowError>> + Send + 'static + use<> {
-        self.value("now", StepKind::Value, Value::Null, now_millis)
+        if self.run.remote.is_some() {
+            return futures::future::Either::Left(decode_remote(
+                self.remote_call("now", || RemoteOp::Now),
+            ));
+        }
+        futures::future::Either::Right(self.value("now", StepKind::Value, Value::Null, now_millis))
     }
 
     /// A random 64-bit number, journaled.
     pub fn random(
         &self,
     ) -> impl Future<Output = Result<u64, WorkflowError>> + Send + 'static + use<> {
-        self.value("random", StepKind::Value, Value::Null, random_u64)
+        if self.run.remote.is_some() {
+            return futures::future::Either::Left(decode_remote(
+                self.remote_call("random", || RemoteOp::Random),
+            ));
+        }
+        futures::future::Either::Right(self.value(
+            "random",
+            StepKind::Value,
+            Value::Null,
+            random_u64,
+        ))
     }
 
     /// A random (v4) UUID, journaled.
     pub fn uuid(
         &self,
     ) -> impl Future<Output = Result<String, WorkflowError>> + Send + 'static + use<> {
-        self.value("uuid", StepKind::Value, Value::Null, || {
-            let (a, b) = (random_u64(), random_u64());
-            let a = (a & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
-            let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-            format!(
-                "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-                a >> 32,
-                (a >> 16) & 0xffff,
-                a & 0xffff,
-                b >> 48,
-                b & 0xffff_ffff_ffff
-            )
-        })
+        if self.run.remote.is_some() {
+            let a = decode_remote::<u64>(self.remote_call("uuid", || RemoteOp::Random));
+            let b = decode_remote::<u64>(self.remote_call("uuid", || RemoteOp::Random));
+            return futures::future::Either::Left(
+                async move { Ok(format_uuid(a.await?, b.await?)) },
+            );
+        }
+        futures::future::Either::Right(self.value("uuid", StepKind::Value, Value::Null, || {
+            format_uuid(random_u64(), random_u64())
+        }))
     }
 
     /// Sleep durably: the wake-up time is journaled, so the sleep survives restarts. A sleep
@@ -604,16 +681,22 @@ impl WorkflowCtx {
         &self,
         d: Duration,
     ) -> impl Future<Output = Result<(), WorkflowError>> + Send + 'static + use<> {
+        if self.run.remote.is_some() {
+            let call = self.remote_call("sleep", || RemoteOp::Sleep(d));
+            return futures::future::Either::Left(async move {
+                decode_remote::<Value>(call).await.map(|_| ())
+            });
+        }
         let ms = d.as_millis() as i64;
         let wake = self.value("sleep", StepKind::Sleep, Value::from(ms), move || {
             now_millis() + ms
         });
         let run = self.run.clone();
-        async move {
+        futures::future::Either::Right(async move {
             let wake_at = wake.await?;
             wait_until(&run, wake_at).await;
             Ok(())
-        }
+        })
     }
 
     /// Receive the next message on `topic` from this workflow's mailbox (filled by
@@ -624,6 +707,18 @@ impl WorkflowCtx {
         topic: &str,
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<Option<T>, WorkflowError>> + Send + 'static + use<T> {
+        if self.run.remote.is_some() {
+            let call = self.remote_call(&format!("recv__{topic}"), || RemoteOp::Recv {
+                topic: topic.to_string(),
+                timeout,
+            });
+            return futures::future::Either::Left(async move {
+                match decode_recv(decode_remote::<Value>(call).await?) {
+                    Some(v) => Ok(Some(serde_json::from_value(v)?)),
+                    None => Ok(None),
+                }
+            });
+        }
         let deadline = timeout.map(|t| {
             let ms = t.as_millis() as i64;
             self.value(
@@ -636,7 +731,7 @@ impl WorkflowCtx {
         let (position, step_id) = self.ns.alloc(&format!("recv__{topic}"));
         let ctx = self.clone();
         let topic = topic.to_string();
-        async move {
+        futures::future::Either::Right(async move {
             let deadline = match deadline {
                 Some(d) => Some(d.await?),
                 None => None,
@@ -711,7 +806,7 @@ impl WorkflowCtx {
                     }
                 }
             }
-        }
+        })
     }
 
     /// Start child workflow `W` with id `child_id` (idempotently) and wait for its output. The
@@ -723,6 +818,14 @@ impl WorkflowCtx {
     ) -> impl Future<Output = Result<W::Output, WorkflowError>> + Send + 'static + use<W> {
         let child_id = child_id.to_string();
         let input = serde_json::to_value(&input).unwrap_or(Value::Null);
+        if self.run.remote.is_some() {
+            let call = self.remote_call(&format!("child__{}", W::NAME), || RemoteOp::Child {
+                workflow: W::NAME.to_string(),
+                id: child_id,
+                input,
+            });
+            return futures::future::Either::Left(decode_remote(call));
+        }
         let store = self.run.store.clone();
         let parent = self.run.id.clone();
         let start_input =
@@ -757,7 +860,7 @@ impl WorkflowCtx {
         );
         let (position, step_id) = self.ns.alloc(&format!("child__{}", W::NAME));
         let ctx = self.clone();
-        async move {
+        futures::future::Either::Right(async move {
             let _: Value = start.await?;
             let spec = StepSpec {
                 kind: StepKind::Child,
@@ -834,7 +937,7 @@ impl WorkflowCtx {
                     }),
                 };
             }
-        }
+        })
     }
 }
 
@@ -919,6 +1022,28 @@ async fn wait_until(run: &RunShared, wake_at: Millis) {
         run.request_suspend(Some(wake_at), None);
         futures::future::pending::<()>().await;
     }
+}
+
+/// A v4 UUID from two random numbers.
+fn format_uuid(a: u64, b: u64) -> String {
+    let a = (a & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
+    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// The typed answer of a remote call.
+async fn decode_remote<T: DeserializeOwned>(
+    call: Option<futures::future::BoxFuture<'static, Result<Value, WorkflowError>>>,
+) -> Result<T, WorkflowError> {
+    let call = call.ok_or_else(|| WorkflowError::Config("no remote engine".into()))?;
+    Ok(serde_json::from_value(call.await?)?)
 }
 
 fn random_u64() -> u64 {

@@ -27,6 +27,7 @@ mod error;
 mod events;
 pub mod memory;
 mod owner;
+pub mod remote;
 pub mod store;
 #[cfg(feature = "test-kit")]
 pub mod testkit;
@@ -39,6 +40,7 @@ pub use engine::{Engine, History, WorkflowHandle};
 pub use error::{StepError, WorkflowError};
 pub use events::{Observer, StepEvent, StepEventKind};
 pub use memory::MemoryStore;
+pub use remote::{RemoteCall, RemoteEngine, RemoteOp, RemoteStep, StepBody, WorkflowSet};
 pub use store::*;
 pub use worker::{Worker, WorkerBuilder, WorkerConfig};
 pub use workflow::Workflow;

@@ -329,6 +329,7 @@ fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) {
         suspend_threshold: w.config.suspend_threshold,
         replayed: AtomicU64::new(0),
         executed: AtomicU64::new(0),
+        remote: None,
     });
     let lost = Arc::new(AtomicBool::new(false));
     w.active.fetch_add(1, Ordering::SeqCst);

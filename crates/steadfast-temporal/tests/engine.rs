@@ -1,0 +1,262 @@
+//! Steadfast workflows on a real Temporal dev server: steps, timers, parallel fan-out,
+//! approvals by signal and by update, agents with deps by reference, child workflows,
+//! continue-as-new, payload limits and non-determinism.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use steadfast_core::{Agent, FunctionModel, Message, ModelResponse, RequestPart, Tool, ToolCtx};
+use steadfast_durable::{StepError, Workflow, WorkflowCtx, WorkflowError};
+use steadfast_temporal::{TemporalClient, TemporalStatus, TemporalWorker};
+
+use common::DevServer;
+
+/// Fan-out, a timer and an approval.
+struct Pipeline;
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct PipelineOut {
+    parts: Vec<String>,
+    slept_ms: i64,
+    approved_by: Option<String>,
+}
+
+impl Workflow for Pipeline {
+    const NAME: &'static str = "pipeline";
+    type Input = Vec<String>;
+    type Output = PipelineOut;
+
+    async fn run(
+        &self,
+        ctx: &WorkflowCtx,
+        items: Vec<String>,
+    ) -> Result<PipelineOut, WorkflowError> {
+        let futures: Vec<_> = items
+            .iter()
+            .map(|item| {
+                let b = ctx.branch(item);
+                let item = item.clone();
+                let input = item.clone();
+                async move {
+                    b.step("fetch", &input, move |_| {
+                        let item = item.clone();
+                        async move { Ok::<_, StepError>(item.to_uppercase()) }
+                    })
+                    .await
+                }
+            })
+            .collect();
+        let parts = ctx
+            .join_all(futures)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<String>, _>>()?;
+        let before = ctx.now().await?;
+        ctx.sleep(Duration::from_secs(1)).await?;
+        let after = ctx.now().await?;
+        let approval: Option<String> = ctx.recv("approval", Some(Duration::from_secs(60))).await?;
+        Ok(PipelineOut {
+            parts,
+            slept_ms: after - before,
+            approved_by: approval,
+        })
+    }
+}
+
+async fn wait_for<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_timer_and_approval_by_update() -> anyhow::Result<()> {
+    let Some(server) = DevServer::start("pipeline") else {
+        return Ok(());
+    };
+    let config = server.config("pipeline");
+    let worker = TemporalWorker::builder(config.clone())
+        .workflow(Pipeline)
+        .step("fetch")
+        .start()
+        .await?;
+    let client = TemporalClient::connect(config).await?;
+    let items = vec!["alpha".to_string(), "beta".into(), "gamma".into()];
+    let h = client
+        .start::<Pipeline>("pipeline-1", items.clone())
+        .await?;
+    // An approval before anything waits for it is refused.
+    let early = client.deliver("pipeline-1", "nothing", "x").await;
+    assert!(
+        early.is_err(),
+        "a delivery on a topic nobody waits on must be refused"
+    );
+    // Deliver once the workflow waits on `approval`.
+    wait_for("the approval to be accepted", || async {
+        client
+            .deliver("pipeline-1", "approval", "ada")
+            .await
+            .is_ok()
+    })
+    .await;
+    let again = client.deliver("pipeline-1", "approval", "bob").await;
+    let out = h.result().await?;
+    assert_eq!(out.parts, vec!["ALPHA", "BETA", "GAMMA"]);
+    assert!(
+        out.slept_ms >= 1000,
+        "the timer fired early: {} ms",
+        out.slept_ms
+    );
+    assert_eq!(out.approved_by.as_deref(), Some("ada"));
+    assert!(again.is_err(), "a second approval must be refused");
+    assert_eq!(h.status().await?, TemporalStatus::Completed);
+    // Idempotent start: the same id does not run again.
+    let h2 = client.start::<Pipeline>("pipeline-1", items).await?;
+    assert_eq!(h2.result().await?, out);
+    worker.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_by_signal_arrives_before_the_receive() -> anyhow::Result<()> {
+    let Some(server) = DevServer::start("signal") else {
+        return Ok(());
+    };
+    let config = server.config("signal");
+    let client = TemporalClient::connect(config.clone()).await?;
+    // Started with no worker yet: the signal waits in the workflow's mailbox.
+    let h = client
+        .start::<Pipeline>("signal-1", vec!["x".into()])
+        .await?;
+    client.send("signal-1", "approval", "grace").await?;
+    let worker = TemporalWorker::builder(config)
+        .workflow(Pipeline)
+        .step("fetch")
+        .start()
+        .await?;
+    let out = h.result().await?;
+    assert_eq!(out.approved_by.as_deref(), Some("grace"));
+    assert_eq!(out.parts, vec!["X"]);
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// Deps reach tools by reference: the counter is the worker's own value.
+#[derive(Default)]
+struct Counter {
+    tools: AtomicUsize,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Lookup {
+    /// The key to look up.
+    key: String,
+}
+
+fn researcher() -> Agent<Counter, String> {
+    let model = FunctionModel::new(|messages: &[Message], _| {
+        let returns = messages
+            .iter()
+            .filter_map(Message::as_request)
+            .flat_map(|r| r.parts.iter())
+            .filter(|p| matches!(p, RequestPart::ToolReturn { .. }))
+            .count();
+        Ok(if returns < 3 {
+            ModelResponse::tool_call("lookup", json!({ "key": format!("k{returns}") }))
+        } else {
+            ModelResponse::text("done after 3 lookups")
+        })
+    });
+    Agent::builder("researcher")
+        .model(model)
+        .tool(Tool::new(
+            "lookup",
+            |ctx: ToolCtx<Counter>, a: Lookup| async move {
+                ctx.deps.tools.fetch_add(1, Ordering::SeqCst);
+                assert!(ctx.idempotency_key.contains("tool__lookup#"));
+                Ok(format!("value of {}", a.key))
+            },
+        ))
+        .build()
+        .expect("agent")
+}
+
+struct Research {
+    agent: Agent<Counter, String>,
+}
+
+impl Workflow for Research {
+    const NAME: &'static str = "research";
+    type Input = String;
+    type Output = (String, u32);
+
+    async fn run(&self, ctx: &WorkflowCtx, q: String) -> Result<(String, u32), WorkflowError> {
+        let deps = ctx.deps::<Counter>()?;
+        let r = self.agent.run_in(ctx, q, deps).await?;
+        Ok((r.output, r.usage.requests))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_runs_as_activities_with_deps_by_reference() -> anyhow::Result<()> {
+    let Some(server) = DevServer::start("agent") else {
+        return Ok(());
+    };
+    let config = server.config("agent");
+    let counter = Arc::new(Counter::default());
+    let agent = researcher();
+    let worker = TemporalWorker::builder(config.clone())
+        .workflow(Research {
+            agent: agent.clone(),
+        })
+        .agent(&agent)
+        .deps::<Counter>(counter.clone())
+        .start()
+        .await?;
+    let client = TemporalClient::connect(config).await?;
+    let h = client.start::<Research>("research-1", "go".into()).await?;
+    let (output, requests) = h.result().await?;
+    assert_eq!(output, "done after 3 lookups");
+    assert_eq!(requests, 4, "usage travels in the step results");
+    assert_eq!(
+        counter.tools.load(Ordering::SeqCst),
+        3,
+        "each tool ran once, in this worker"
+    );
+    let names = h.activity_types().await?;
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| *n == "agent__researcher__model_request")
+            .count(),
+        4,
+        "{names:?}"
+    );
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| *n == "agent__researcher__tool__lookup")
+            .count(),
+        3,
+        "{names:?}"
+    );
+    assert_eq!(
+        worker.pending_steps(),
+        0,
+        "no step body outlives its activity"
+    );
+    worker.shutdown().await;
+    Ok(())
+}
