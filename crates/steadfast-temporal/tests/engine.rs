@@ -260,3 +260,202 @@ async fn an_agent_runs_as_activities_with_deps_by_reference() -> anyhow::Result<
     worker.shutdown().await;
     Ok(())
 }
+
+/// A child workflow.
+struct Double;
+
+impl Workflow for Double {
+    const NAME: &'static str = "double";
+    type Input = u64;
+    type Output = u64;
+
+    async fn run(&self, ctx: &WorkflowCtx, n: u64) -> Result<u64, WorkflowError> {
+        ctx.step("double", &n, move |_| async move { Ok::<_, StepError>(n * 2) })
+            .await
+    }
+}
+
+/// Many sequential steps, counted by a worker-local counter, and a child.
+struct Long;
+
+impl Workflow for Long {
+    const NAME: &'static str = "long";
+    type Input = u64;
+    type Output = u64;
+
+    async fn run(&self, ctx: &WorkflowCtx, n: u64) -> Result<u64, WorkflowError> {
+        let runs = ctx.deps::<Counter>()?;
+        let mut sum = 0;
+        for i in 0..n {
+            let runs = runs.clone();
+            sum += ctx
+                .step("inc", &i, move |_| {
+                    runs.tools.fetch_add(1, Ordering::SeqCst);
+                    async move { Ok::<_, StepError>(i) }
+                })
+                .await?;
+        }
+        let doubled = ctx.child::<Double>(&format!("{}-child", ctx.workflow_id()), sum).await?;
+        Ok(doubled)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_runs_continue_as_new_and_children_are_child_workflows() -> anyhow::Result<()> {
+    let Some(server) = DevServer::start("long") else {
+        return Ok(());
+    };
+    let mut config = server.config("long");
+    config.history_limit = 40;
+    let runs = Arc::new(Counter::default());
+    let worker = TemporalWorker::builder(config.clone())
+        .workflow(Long)
+        .workflow(Double)
+        .step("inc")
+        .step("double")
+        .deps::<Counter>(runs.clone())
+        .start()
+        .await?;
+    let client = TemporalClient::connect(config).await?;
+    let h = client.start::<Long>("long-1", 30).await?;
+    assert_eq!(h.result().await?, 2 * (0..30).sum::<u64>());
+    assert_eq!(runs.tools.load(Ordering::SeqCst), 30, "each step ran once across the runs");
+    let newest = h.activity_types().await?;
+    assert!(
+        newest.len() < 30,
+        "the newest run must hold only the steps since its continue-as-new: {}",
+        newest.len()
+    );
+    let size = h.history_size().await?;
+    assert!(size.events < 60, "{size:?}");
+    let child = client.handle::<Double>("long-1-child");
+    assert_eq!(child.result().await?, 2 * (0..30).sum::<u64>());
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// A step whose output is over the payload limit.
+struct Huge;
+
+impl Workflow for Huge {
+    const NAME: &'static str = "huge";
+    type Input = usize;
+    type Output = usize;
+
+    async fn run(&self, ctx: &WorkflowCtx, n: usize) -> Result<usize, WorkflowError> {
+        let s: String = ctx
+            .step("make_blob", &n, move |_| async move { Ok::<_, StepError>("x".repeat(n)) })
+            .await?;
+        Ok(s.len())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_over_the_limit_names_the_step() -> anyhow::Result<()> {
+    let Some(server) = DevServer::start("huge") else {
+        return Ok(());
+    };
+    let config = server.config("huge");
+    let worker = TemporalWorker::builder(config.clone())
+        .workflow(Huge)
+        .step("make_blob")
+        .start()
+        .await?;
+    let client = TemporalClient::connect(config).await?;
+    assert_eq!(client.start::<Huge>("small", 1000).await?.result().await?, 1000);
+    let err = client
+        .start::<Huge>("big", 3 * 1024 * 1024)
+        .await?
+        .result()
+        .await
+        .expect_err("a 3 MiB step output must fail");
+    let text = err.to_string();
+    assert!(
+        text.contains("make_blob") && text.contains("payload limit"),
+        "the error must name the step and the limit: {text}"
+    );
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// Three versions of one workflow: the original, one whose step input changed, and one whose
+/// step was renamed.
+struct Evolving {
+    version: u32,
+}
+
+impl Workflow for Evolving {
+    const NAME: &'static str = "evolving";
+    type Input = ();
+    type Output = String;
+
+    async fn run(&self, ctx: &WorkflowCtx, _: ()) -> Result<String, WorkflowError> {
+        let (name, input) = match self.version {
+            1 => ("first", 1),
+            2 => ("first", 2),
+            _ => ("renamed", 1),
+        };
+        let a: i32 = ctx
+            .step(name, &input, move |_| async move { Ok::<_, StepError>(input) })
+            .await?;
+        let go: Option<String> = ctx.recv("go", None).await?;
+        Ok(format!("{a} {}", go.unwrap_or_default()))
+    }
+}
+
+async fn evolving_worker(
+    config: &steadfast_temporal::TemporalConfig,
+    version: u32,
+) -> anyhow::Result<TemporalWorker> {
+    Ok(TemporalWorker::builder(config.clone())
+        .workflow(Evolving { version })
+        .step("first")
+        .step("renamed")
+        .start()
+        .await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_workflow_fails_its_task_with_a_clear_error_and_keeps_its_history()
+-> anyhow::Result<()> {
+    let Some(server) = DevServer::start("nondet") else {
+        return Ok(());
+    };
+    let config = server.config("nondet");
+    let client = TemporalClient::connect(config.clone()).await?;
+    for (id, changed, expect) in [
+        ("input-changed", 2, ["non-determinism", "first"]),
+        ("renamed", 3, ["ondeterminism", "renamed"]),
+    ] {
+        let v1 = evolving_worker(&config, 1).await?;
+        let h = client.start::<Evolving>(id, ()).await?;
+        wait_for("the first step", || async {
+            h.activity_types().await.is_ok_and(|t| t.len() == 1)
+        })
+        .await;
+        v1.shutdown().await;
+        // The changed code replays the history when the signal wakes the workflow.
+        let v2 = evolving_worker(&config, changed).await?;
+        client.send(id, "go", "now").await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let failure = loop {
+            if let TemporalStatus::Running {
+                task_failure: Some(f),
+            } = h.status().await?
+            {
+                break f;
+            }
+            assert!(Instant::now() < deadline, "the workflow task did not fail");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        for word in expect {
+            assert!(failure.contains(word), "`{word}` missing from: {failure}");
+        }
+        v2.shutdown().await;
+        // The history is intact: the original code finishes the workflow.
+        let v1 = evolving_worker(&config, 1).await?;
+        assert_eq!(h.result().await?, "1 now");
+        v1.shutdown().await;
+    }
+    Ok(())
+}
