@@ -51,6 +51,7 @@
 mod activities;
 mod bridge;
 mod client;
+pub mod dev;
 mod steps;
 mod worker;
 

@@ -15,7 +15,6 @@ use steadfast_core::{Agent, FunctionModel, Message, ModelResponse, RequestPart, 
 use steadfast_durable::{StepError, Workflow, WorkflowCtx, WorkflowError};
 use steadfast_temporal::{TemporalClient, TemporalStatus, TemporalWorker};
 
-use common::DevServer;
 
 /// Fan-out, a timer and an approval.
 struct Pipeline;
@@ -83,10 +82,10 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_timer_and_approval_by_update() -> anyhow::Result<()> {
-    let Some(server) = DevServer::start("pipeline") else {
+    let Some(server) = common::server("pipeline") else {
         return Ok(());
     };
-    let config = server.config("pipeline");
+    let config = common::config(&server, "pipeline");
     let worker = TemporalWorker::builder(config.clone())
         .workflow(Pipeline)
         .step("fetch")
@@ -131,10 +130,10 @@ async fn fan_out_timer_and_approval_by_update() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approval_by_signal_arrives_before_the_receive() -> anyhow::Result<()> {
-    let Some(server) = DevServer::start("signal") else {
+    let Some(server) = common::server("signal") else {
         return Ok(());
     };
-    let config = server.config("signal");
+    let config = common::config(&server, "signal");
     let client = TemporalClient::connect(config.clone()).await?;
     // Started with no worker yet: the signal waits in the workflow's mailbox.
     let h = client
@@ -211,10 +210,10 @@ impl Workflow for Research {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_runs_as_activities_with_deps_by_reference() -> anyhow::Result<()> {
-    let Some(server) = DevServer::start("agent") else {
+    let Some(server) = common::server("agent") else {
         return Ok(());
     };
-    let config = server.config("agent");
+    let config = common::config(&server, "agent");
     let counter = Arc::new(Counter::default());
     let agent = researcher();
     let worker = TemporalWorker::builder(config.clone())
@@ -302,10 +301,10 @@ impl Workflow for Long {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_runs_continue_as_new_and_children_are_child_workflows() -> anyhow::Result<()> {
-    let Some(server) = DevServer::start("long") else {
+    let Some(server) = common::server("long") else {
         return Ok(());
     };
-    let mut config = server.config("long");
+    let mut config = common::config(&server, "long");
     config.history_limit = 40;
     let runs = Arc::new(Counter::default());
     let worker = TemporalWorker::builder(config.clone())
@@ -352,10 +351,10 @@ impl Workflow for Huge {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payload_over_the_limit_names_the_step() -> anyhow::Result<()> {
-    let Some(server) = DevServer::start("huge") else {
+    let Some(server) = common::server("huge") else {
         return Ok(());
     };
-    let config = server.config("huge");
+    let config = common::config(&server, "huge");
     let worker = TemporalWorker::builder(config.clone())
         .workflow(Huge)
         .step("make_blob")
@@ -418,10 +417,10 @@ async fn evolving_worker(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_workflow_fails_its_task_with_a_clear_error_and_keeps_its_history()
 -> anyhow::Result<()> {
-    let Some(server) = DevServer::start("nondet") else {
+    let Some(server) = common::server("nondet") else {
         return Ok(());
     };
-    let config = server.config("nondet");
+    let config = common::config(&server, "nondet");
     let client = TemporalClient::connect(config.clone()).await?;
     for (id, changed, expect) in [
         ("input-changed", 2, ["non-determinism", "first"]),

@@ -64,6 +64,11 @@ pub fn sqlite_engine(
 #[cfg(feature = "otel")]
 pub use steadfast_otel as otel;
 
+/// The Temporal engine: the same workflows and agents on a Temporal cluster (feature
+/// `temporal`). See [`steadfast_temporal`].
+#[cfg(feature = "temporal")]
+pub use steadfast_temporal as temporal;
+
 /// The common imports.
 pub mod prelude {
     pub use steadfast_core::{

@@ -107,7 +107,10 @@ pub fn questioner(
                 .run_in(&ctx, a.question.clone(), ctx.deps.clone())
                 .await?
                 .output;
-            let n = shared.shown.fetch_add(1, Ordering::SeqCst) + 1;
+            // Durable runs number the question from its step id (`tool__ask_question#6`): right
+            // on a resumed run too, whatever the engine replayed.
+            let shown = shared.shown.fetch_add(1, Ordering::SeqCst) + 1;
+            let n = question_number(&ctx.idempotency_key).unwrap_or(shown);
             println!(
                 "{n:>3}. {:<44} → {}   ({})",
                 a.question,
@@ -140,6 +143,12 @@ pub fn questioner(
             ..Default::default()
         })
         .build()
+}
+
+/// The call number in a durable step id such as `wf/questioner#1/tool__ask_question#6`.
+fn question_number(idempotency_key: &str) -> Option<u32> {
+    let (_, last) = idempotency_key.rsplit_once("tool__ask_question#")?;
+    last.parse().ok()
 }
 
 /// The answer as the game says it.

@@ -4,6 +4,8 @@
 mod eval;
 mod game;
 mod knowledge;
+#[cfg(feature = "temporal")]
+mod temporal;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,9 +34,16 @@ struct Args {
     /// Run the same agents without durability, to compare.
     #[arg(long)]
     plain: bool,
-    /// The durable engine: `sqlite` (embedded).
+    /// The durable engine: `sqlite` (embedded) or `temporal` (a Temporal cluster; build with
+    /// `--features temporal`).
     #[arg(long, default_value = "sqlite")]
     engine: String,
+    #[command(flatten)]
+    temporal: TemporalArgs,
+    /// With `--engine temporal`: start or re-attach to the game without running a worker in
+    /// this process (workers run as `twenty-questions worker --engine temporal`).
+    #[arg(long)]
+    no_worker: bool,
     /// The secret object.
     #[arg(long, default_value = "potato")]
     secret: String,
@@ -74,6 +83,36 @@ enum Command {
     /// Compare questioners (the offline scripted strategies, or models) on six secrets: a table of
     /// question counts, correct guesses, requests, tokens, cost and duration.
     Eval(eval::EvalArgs),
+    /// Run a worker as a process of its own (`--engine temporal`): it runs the games that
+    /// clients start on its task queue. The embedded engine runs its worker in the game process.
+    Worker {
+        /// The engine: `temporal`.
+        #[arg(long, default_value = "temporal")]
+        engine: String,
+    },
+}
+
+/// Where the Temporal cluster is (`--engine temporal`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct TemporalArgs {
+    /// The Temporal frontend, `host:port`.
+    #[arg(long, env = "STEADFAST_TEMPORAL_ADDRESS", default_value = "127.0.0.1:7233", global = true)]
+    pub temporal_address: String,
+    /// The Temporal namespace.
+    #[arg(long, env = "STEADFAST_TEMPORAL_NAMESPACE", default_value = "default", global = true)]
+    pub namespace: String,
+    /// The task queue of the game workflows.
+    #[arg(long, env = "STEADFAST_TASK_QUEUE", default_value = "twenty-questions", global = true)]
+    pub task_queue: String,
+}
+
+/// The error for `--engine temporal` in a build without it.
+#[cfg(not(feature = "temporal"))]
+fn no_temporal() -> anyhow::Error {
+    anyhow::anyhow!(
+        "this build has no Temporal engine; rebuild with it: \
+         cargo run -p twenty-questions --features temporal -- --engine temporal"
+    )
 }
 
 fn has_env(var: &str) -> bool {
@@ -163,7 +202,7 @@ fn new_game_id() -> String {
     format!("twenty-questions-{:08x}", h.finish() as u32)
 }
 
-fn print_outcome(o: &GameOutcome, secret: &str, sent: u64, replayed: u64, started: Instant) {
+pub(crate) fn print_outcome(o: &GameOutcome, secret: &str, sent: u64, replayed: u64, started: Instant) {
     let verdict = if o.correct { "✔ right" } else { "✘ wrong" };
     println!();
     println!("Guess: {}  {verdict} (the secret was {secret})", o.guess);
@@ -196,6 +235,14 @@ async fn main() -> Result<()> {
     if let Some(Command::Eval(e)) = &args.command {
         return eval::run(e).await;
     }
+    if let Some(Command::Worker { engine }) = &args.command
+        && engine != "temporal"
+    {
+        bail!(
+            "`worker` runs Temporal workers (--engine temporal); the embedded engine runs its \
+             worker inside the game command"
+        );
+    }
     let started = Instant::now();
     let (qm, am, label) = choose_models(&args)?;
     let answerer = game::answerer(am)?;
@@ -222,11 +269,38 @@ async fn main() -> Result<()> {
         print_outcome(&outcome, &args.secret, 0, 0, started);
         return Ok(());
     }
-    if args.engine != "sqlite" {
-        bail!(
-            "engine `{}` is not available in this build; use --engine sqlite",
-            args.engine
-        );
+    if let Some(Command::Worker { .. }) = &args.command {
+        #[cfg(feature = "temporal")]
+        return temporal::worker(&args.temporal, &questioner, shared).await;
+        #[cfg(not(feature = "temporal"))]
+        return Err(no_temporal());
+    }
+    match args.engine.as_str() {
+        "sqlite" => {}
+        "temporal" => {
+            let id = args.id.clone().unwrap_or_else(|| {
+                let id = new_game_id();
+                println!("Game id: {id}   (re-attach with --id {id})");
+                id
+            });
+            #[cfg(feature = "temporal")]
+            return temporal::play(
+                &args.temporal,
+                &id,
+                &args.secret,
+                &questioner,
+                shared,
+                !args.no_worker,
+                started,
+            )
+            .await;
+            #[cfg(not(feature = "temporal"))]
+            {
+                let _ = id;
+                return Err(no_temporal());
+            }
+        }
+        other => bail!("unknown engine `{other}`: use sqlite or temporal"),
     }
 
     let engine =
