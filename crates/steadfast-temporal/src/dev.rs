@@ -96,7 +96,13 @@ impl DevServer {
         let deadline = Instant::now() + timeout;
         loop {
             let out = Command::new(&self.bin)
-                .args(["operator", "cluster", "health", "--address", &self.address()])
+                .args([
+                    "operator",
+                    "cluster",
+                    "health",
+                    "--address",
+                    &self.address(),
+                ])
                 .stderr(Stdio::null())
                 .output();
             if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("SERVING")) {

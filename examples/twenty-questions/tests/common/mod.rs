@@ -165,4 +165,3 @@ pub fn collect_until_exit(mut child: Child) -> (String, bool) {
     let ok = child.wait().unwrap().success();
     (all, ok)
 }
-
