@@ -21,7 +21,7 @@ use crate::{TemporalConfig, TemporalError, connect};
 /// A connection to Temporal for starting and watching Steadfast workflows.
 #[derive(Clone)]
 pub struct TemporalClient {
-    client: Client,
+    pub(crate) client: Client,
     config: TemporalConfig,
 }
 
@@ -99,7 +99,11 @@ impl TemporalClient {
                 self.config.payload_limit
             )));
         }
+        // The Steadfast name, for listings that read no history (`TemporalClient::list`).
+        let mut memo = temporalio_common::MemoValues::new();
+        memo.insert(crate::inspect::MEMO_WORKFLOW, W::NAME.to_string());
         let opts = WorkflowStartOptions::new(self.config.task_queue.clone(), id.to_string())
+            .memo(memo)
             .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
             .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
             .task_timeout(self.config.workflow_task_timeout)
@@ -123,7 +127,7 @@ impl TemporalClient {
         }
     }
 
-    fn raw(&self, id: &str) -> WorkflowHandle<Client, Dispatcher> {
+    pub(crate) fn raw(&self, id: &str) -> WorkflowHandle<Client, Dispatcher> {
         self.client.get_workflow_handle::<Dispatcher>(id)
     }
 

@@ -52,6 +52,7 @@ mod activities;
 mod bridge;
 mod client;
 pub mod dev;
+mod inspect;
 mod steps;
 mod worker;
 
@@ -59,6 +60,9 @@ use std::time::Duration;
 
 pub use bridge::{DELIVER_UPDATE, SEND_SIGNAL, WORKFLOW_TYPE};
 pub use client::{HistorySize, TemporalClient, TemporalHandle, TemporalStatus};
+pub use inspect::{
+    MEMO_WORKFLOW, RowKind, RowStatus, RunStatus, StepRow, TemporalHistory, WorkflowSummary,
+};
 pub use worker::{TemporalWorker, TemporalWorkerBuilder};
 
 /// Where the Temporal server is and how steps are scheduled on it.
