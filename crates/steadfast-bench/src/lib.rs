@@ -18,4 +18,6 @@ pub mod report;
 pub mod resume;
 pub mod scripted;
 pub mod stats;
+#[cfg(feature = "temporal")]
+pub mod temporal;
 pub mod timed_store;

@@ -53,6 +53,9 @@ enum Section {
     Game,
     /// The side-by-side workload against mockllm.py, and the kill/resume test.
     Mockllm,
+    /// The game on a Temporal dev server against the embedded engine, and its history size
+    /// (build with `--features temporal`; needs the `temporal` CLI). Not part of `all`.
+    Temporal,
     /// (internal) The game process of the resume test.
     #[command(name = "__resume-child", hide = true)]
     ResumeChild(resume::ChildArgs),
@@ -110,6 +113,13 @@ fn run_section(
         "idle" => idle::run(quick, &dir, report),
         "game" => rt.block_on(scripted::run(quick, &dir, report)),
         "mockllm" => mockllm::run(quick, &dir, rt, report),
+        #[cfg(feature = "temporal")]
+        "temporal" => rt.block_on(steadfast_bench::temporal::run(quick, &dir, report)),
+        #[cfg(not(feature = "temporal"))]
+        "temporal" => anyhow::bail!(
+            "this build has no Temporal section: cargo run --release -p steadfast-bench \
+             --features temporal -- temporal"
+        ),
         other => anyhow::bail!("unknown section {other}"),
     }
 }
@@ -128,6 +138,7 @@ fn main() -> ExitCode {
         Some(Section::Idle) => vec!["idle"],
         Some(Section::Game) => vec!["game"],
         Some(Section::Mockllm) => vec!["mockllm"],
+        Some(Section::Temporal) => vec!["temporal"],
     };
     exit(run(&cli, &sections))
 }

@@ -386,7 +386,7 @@ fn signal_and_cancel_a_workflow_waiting_on_its_model() {
         let show = c.json(&["show", "wf-2", "--json"]);
         (show["workflow"]["status"] != "running").then_some(show)
     });
-    assert_ne!(show["workflow"]["status"], "completed", "{show:#}");
+    assert_eq!(show["workflow"]["status"], "cancelled", "{show:#}");
     assert_eq!(show["cancel_requested"], true);
     assert_eq!(rows(&show, "cancel_request").len(), 1, "{show:#}");
     assert_eq!(rows(&show, "model_request")[0]["status"], "cancelled");

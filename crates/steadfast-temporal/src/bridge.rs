@@ -18,7 +18,7 @@ use steadfast_durable::{RemoteCall, RemoteEngine, RemoteOp, WorkflowCtx, Workflo
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ApplicationFailure, ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext,
-    WorkflowContextView, WorkflowResult,
+    WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 use crate::steps::{self, Outcome};
@@ -305,6 +305,7 @@ async fn drive(ctx: &WorkflowContext<Dispatcher>, input: DispatchInput) -> Workf
         Stop::Done(Err(e @ WorkflowError::NonDeterminism { .. })) => {
             fail_task(ctx, e.to_string()).await
         }
+        Stop::Done(Err(WorkflowError::Cancelled(_))) => Err(WorkflowTermination::cancelled()),
         Stop::Done(Err(e)) => Err(ApplicationFailure::builder(e.to_string())
             .type_name("steadfast.WorkflowFailed".to_string())
             .non_retryable(true)

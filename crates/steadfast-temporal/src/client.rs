@@ -226,13 +226,27 @@ impl<W: Workflow> TemporalHandle<W> {
         for e in events {
             match e.attributes {
                 Some(Attributes::WorkflowTaskFailedEventAttributes(a)) => {
-                    failure = a.failure.map(|f| f.message);
+                    failure = a.failure.map(|f| self.explain(f.message));
                 }
                 Some(Attributes::WorkflowTaskCompletedEventAttributes(_)) => failure = None,
                 _ => {}
             }
         }
         Ok(failure)
+    }
+
+    /// Temporal's own non-determinism errors (a step renamed or moved: Temporal compares activity
+    /// types and ids before Steadfast sees the step) in Steadfast's words.
+    fn explain(&self, message: String) -> String {
+        if message.contains("[TMPRL1100]") && !message.contains("non-determinism in workflow") {
+            format!(
+                "non-determinism in workflow `{}`: {message}. The workflow's code changed while \
+                 it was running; restore the old code to finish it, or start a new workflow id",
+                self.id
+            )
+        } else {
+            message
+        }
     }
 
     async fn failure(&self) -> String {

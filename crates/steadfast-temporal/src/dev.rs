@@ -72,6 +72,25 @@ impl DevServer {
     }
 
     fn launch(&mut self) -> Result<(), TemporalError> {
+        // A port picked free may be taken before the server binds it (other servers start at
+        // the same time, and each opens more ports of its own): then start again on new ones.
+        let mut attempt = 1;
+        loop {
+            match self.launch_once() {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 3 && self.child.is_none() => {
+                    attempt += 1;
+                    tracing::warn!("the Temporal dev server did not start ({e}); new ports");
+                    self.port = free_port()?;
+                    self.http_port = free_port()?;
+                    self.metrics_port = free_port()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn launch_once(&mut self) -> Result<(), TemporalError> {
         let err = |e: std::io::Error| TemporalError::Worker(format!("temporal dev server: {e}"));
         let log = std::fs::File::create(self.log()).map_err(err)?;
         let child = Command::new(&self.bin)
@@ -111,6 +130,7 @@ impl DevServer {
             if let Some(c) = self.child.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
             {
+                self.child = None;
                 let log = std::fs::read_to_string(self.log()).unwrap_or_default();
                 return Err(TemporalError::Worker(format!(
                     "the Temporal dev server exited ({status}): {log}"
@@ -137,7 +157,7 @@ impl DevServer {
     /// Start the server again on the same ports and database.
     pub fn restart(&mut self) -> Result<(), TemporalError> {
         self.kill();
-        self.launch()
+        self.launch_once()
     }
 }
 

@@ -91,6 +91,9 @@ pub struct TemporalConfig {
     pub history_limit: usize,
     /// How long [`TemporalHandle::result`] keeps re-attaching while the server is unreachable.
     pub reattach_timeout: Duration,
+    /// The filter of the SDK core's log on stderr (`tracing` `EnvFilter` syntax); `None`
+    /// silences it. The default shows warnings, such as a workflow task failing.
+    pub core_log: Option<String>,
 }
 
 impl Default for TemporalConfig {
@@ -107,6 +110,7 @@ impl Default for TemporalConfig {
             payload_limit: 2 * 1024 * 1024,
             history_limit: 10_000,
             reattach_timeout: Duration::from_secs(300),
+            core_log: Some("temporalio_sdk_core=warn,temporalio_sdk=warn".into()),
         }
     }
 }

@@ -145,6 +145,10 @@ async fn run_step(
                     "step was not picked up by its worker; scheduling it on this one"
                 );
             }
+            Err(ActivityExecutionError::Cancelled(_)) => {
+                shared.bodies.remove(&key);
+                return Outcome::Error(WorkflowError::Cancelled(ctx.workflow_id().to_string()));
+            }
             Err(e) => {
                 shared.bodies.remove(&key);
                 let (message, fatal) = failure_message(&e);
@@ -231,22 +235,27 @@ async fn recv(
     timeout: Option<Duration>,
 ) -> Outcome {
     ctx.state_mut(|s| s.wait_on(&topic, 1));
-    let arrived = {
+    let waited: Result<bool, ()> = {
         let t = topic.clone();
         let has = move |s: &Dispatcher| s.has(&t);
         match timeout {
-            None => ctx.wait_condition(has).await.is_ok(),
+            None => ctx.wait_condition(has).await.map(|()| true).map_err(|_| ()),
             Some(d) => {
                 let wait = ctx.wait_condition(has);
                 let timer = ctx.timer(d);
                 futures::pin_mut!(wait, timer);
                 // Biased to the message: one that came with the timer still counts.
-                matches!(
-                    futures::future::select(wait, timer).await,
-                    futures::future::Either::Left((Ok(()), _))
-                )
+                match futures::future::select(wait, timer).await {
+                    futures::future::Either::Left((r, _)) => r.map(|()| true).map_err(|_| ()),
+                    futures::future::Either::Right((TimerResult::Fired, _)) => Ok(false),
+                    futures::future::Either::Right((TimerResult::Cancelled, _)) => Err(()),
+                }
             }
         }
+    };
+    let Ok(arrived) = waited else {
+        ctx.state_mut(|s| s.wait_on(&topic, -1));
+        return Outcome::Error(WorkflowError::Cancelled(ctx.workflow_id().to_string()));
     };
     let message = ctx.state_mut(|s| {
         s.wait_on(&topic, -1);

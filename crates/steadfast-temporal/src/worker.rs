@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use steadfast_core::Agent;
 use steadfast_durable::{Deps, Workflow, WorkflowSet};
+use temporalio_common::telemetry::{Logger, TelemetryOptions};
+use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 use crate::activities::{self, Bodies, StepRunner};
@@ -164,7 +166,17 @@ async fn build_workers(
     instance: &str,
 ) -> Result<(Runtime, Vec<Worker>), TemporalError> {
     let config = &shared.config;
-    let runtime = Runtime::from_current_tokio(Default::default())
+    // The SDK's core logs nothing unless told to: a failing workflow task (a non-determinism
+    // error, say) must not retry silently, so its warnings go to stderr.
+    let logging = config.core_log.clone().map(|filter| Logger::Console {
+        filter,
+        format: None,
+    });
+    let options = RuntimeOptions::builder()
+        .telemetry_options(TelemetryOptions::builder().maybe_logging(logging).build())
+        .build()
+        .map_err(|e| TemporalError::Worker(format!("runtime options: {e}")))?;
+    let runtime = Runtime::from_current_tokio(options)
         .map_err(|e| TemporalError::Worker(format!("runtime: {e}")))?;
     let mut workers = Vec::new();
 
