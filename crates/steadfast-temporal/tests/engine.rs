@@ -92,11 +92,12 @@ async fn fan_out_timer_and_approval_by_update() -> anyhow::Result<()> {
         .await?;
     let client = TemporalClient::connect(config).await?;
     let items = vec!["alpha".to_string(), "beta".into(), "gamma".into()];
+    let id = common::id("pipeline");
     let h = client
-        .start::<Pipeline>("pipeline-1", items.clone())
+        .start::<Pipeline>(&id, items.clone())
         .await?;
     // An approval before anything waits for it is refused.
-    let early = client.deliver("pipeline-1", "nothing", "x").await;
+    let early = client.deliver(&id, "nothing", "x").await;
     assert!(
         early.is_err(),
         "a delivery on a topic nobody waits on must be refused"
@@ -104,12 +105,12 @@ async fn fan_out_timer_and_approval_by_update() -> anyhow::Result<()> {
     // Deliver once the workflow waits on `approval`.
     wait_for("the approval to be accepted", || async {
         client
-            .deliver("pipeline-1", "approval", "ada")
+            .deliver(&id, "approval", "ada")
             .await
             .is_ok()
     })
     .await;
-    let again = client.deliver("pipeline-1", "approval", "bob").await;
+    let again = client.deliver(&id, "approval", "bob").await;
     let out = h.result().await?;
     assert_eq!(out.parts, vec!["ALPHA", "BETA", "GAMMA"]);
     assert!(
@@ -121,7 +122,7 @@ async fn fan_out_timer_and_approval_by_update() -> anyhow::Result<()> {
     assert!(again.is_err(), "a second approval must be refused");
     assert_eq!(h.status().await?, TemporalStatus::Completed);
     // Idempotent start: the same id does not run again.
-    let h2 = client.start::<Pipeline>("pipeline-1", items).await?;
+    let h2 = client.start::<Pipeline>(&id, items).await?;
     assert_eq!(h2.result().await?, out);
     worker.shutdown().await;
     Ok(())
@@ -134,11 +135,12 @@ async fn approval_by_signal_arrives_before_the_receive() -> anyhow::Result<()> {
     };
     let config = common::config(&server, "signal");
     let client = TemporalClient::connect(config.clone()).await?;
+    let id = common::id("signal");
     // Started with no worker yet: the signal waits in the workflow's mailbox.
     let h = client
-        .start::<Pipeline>("signal-1", vec!["x".into()])
+        .start::<Pipeline>(&id, vec!["x".into()])
         .await?;
-    client.send("signal-1", "approval", "grace").await?;
+    client.send(&id, "approval", "grace").await?;
     let worker = TemporalWorker::builder(config)
         .workflow(Pipeline)
         .step("fetch")
@@ -224,7 +226,7 @@ async fn an_agent_runs_as_activities_with_deps_by_reference() -> anyhow::Result<
         .start()
         .await?;
     let client = TemporalClient::connect(config).await?;
-    let h = client.start::<Research>("research-1", "go".into()).await?;
+    let h = client.start::<Research>(&common::id("research"), "go".into()).await?;
     let (output, requests) = h.result().await?;
     assert_eq!(output, "done after 3 lookups");
     assert_eq!(requests, 4, "usage travels in the step results");
@@ -321,7 +323,8 @@ async fn long_runs_continue_as_new_and_children_are_child_workflows() -> anyhow:
         .start()
         .await?;
     let client = TemporalClient::connect(config).await?;
-    let h = client.start::<Long>("long-1", 30).await?;
+    let id = common::id("long");
+    let h = client.start::<Long>(&id, 30).await?;
     assert_eq!(h.result().await?, 2 * (0..30).sum::<u64>());
     assert_eq!(
         runs.tools.load(Ordering::SeqCst),
@@ -336,7 +339,7 @@ async fn long_runs_continue_as_new_and_children_are_child_workflows() -> anyhow:
     );
     let size = h.history_size().await?;
     assert!(size.events < 60, "{size:?}");
-    let child = client.handle::<Double>("long-1-child");
+    let child = client.handle::<Double>(&format!("{id}-child"));
     assert_eq!(child.result().await?, 2 * (0..30).sum::<u64>());
     worker.shutdown().await;
     Ok(())
@@ -373,11 +376,11 @@ async fn a_payload_over_the_limit_names_the_step() -> anyhow::Result<()> {
         .await?;
     let client = TemporalClient::connect(config).await?;
     assert_eq!(
-        client.start::<Huge>("small", 1000).await?.result().await?,
+        client.start::<Huge>(&common::id("small"), 1000).await?.result().await?,
         1000
     );
     let err = client
-        .start::<Huge>("big", 3 * 1024 * 1024)
+        .start::<Huge>(&common::id("big"), 3 * 1024 * 1024)
         .await?
         .result()
         .await
@@ -445,6 +448,7 @@ async fn a_changed_workflow_fails_its_task_with_a_clear_error_and_keeps_its_hist
         ("renamed", 3, ["ondeterminism", "renamed"]),
     ] {
         let v1 = evolving_worker(&config, 1).await?;
+        let id = &common::id(id);
         let h = client.start::<Evolving>(id, ()).await?;
         wait_for("the first step", || async {
             h.activity_types().await.is_ok_and(|t| t.len() == 1)

@@ -81,16 +81,17 @@ async fn list_and_history_read_back_every_kind_of_row_across_runs() -> anyhow::R
         .start()
         .await?;
     let client = TemporalClient::connect(config).await?;
-    let h = client.start::<Tour>("tour-1", 15).await?;
+    let id = &common::id("tour");
+    let h = client.start::<Tour>(id, 15).await?;
     // The update is refused until the workflow waits for it.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while client.deliver("tour-1", "approval", "ada").await.is_err() {
+    while client.deliver(id, "approval", "ada").await.is_err() {
         assert!(Instant::now() < deadline, "the workflow never waited");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(h.result().await?, ("A/ada".to_string(), 30 + 105));
 
-    let history = client.history("tour-1").await?;
+    let history = client.history(id).await?;
     assert_eq!(history.workflow.status, RunStatus::Completed);
     assert_eq!(history.workflow.workflow.as_deref(), Some("tour"));
     assert_eq!(history.input, Some(serde_json::json!(15)));
@@ -121,7 +122,7 @@ async fn list_and_history_read_back_every_kind_of_row_across_runs() -> anyhow::R
 
     let child: Vec<_> = of(RowKind::Child).collect();
     assert_eq!(child.len(), 1);
-    assert_eq!(child[0].step_id, "tour-1-child");
+    assert_eq!(child[0].step_id, format!("{id}-child"));
     assert_eq!(child[0].name, "double");
     assert_eq!(child[0].status, RowStatus::Completed);
     assert_eq!(child[0].output, Some(serde_json::json!(30)));
@@ -136,22 +137,25 @@ async fn list_and_history_read_back_every_kind_of_row_across_runs() -> anyhow::R
 
     // One row per workflow: the runs that continued as new are left out.
     let listed = client.list(None, None).await?;
-    let tours: Vec<_> = listed.iter().filter(|w| w.id == "tour-1").collect();
+    let tours: Vec<_> = listed.iter().filter(|w| w.id == *id).collect();
     assert_eq!(tours.len(), 1, "{listed:#?}");
     assert_eq!(tours[0].workflow.as_deref(), Some("tour"));
     assert_eq!(tours[0].run_id, *history.runs.last().unwrap());
-    let child = listed.iter().find(|w| w.id == "tour-1-child").unwrap();
+    let child = listed.iter().find(|w| w.id == format!("{id}-child")).unwrap();
     assert_eq!(
         child.workflow.as_deref(),
         Some("double"),
         "a child has no memo: its input names it"
     );
-    assert_eq!(child.parent_id.as_deref(), Some("tour-1"));
+    assert_eq!(child.parent_id.as_deref(), Some(id.as_str()));
     let continued = client.list(Some(RunStatus::ContinuedAsNew), None).await?;
-    assert_eq!(continued.len(), history.runs.len() - 1);
+    assert_eq!(
+        continued.iter().filter(|w| w.id == *id).count(),
+        history.runs.len() - 1
+    );
     assert_eq!(client.list(None, Some(1)).await?.len(), 1);
     assert_eq!(
-        client.describe("tour-1").await?.status,
+        client.describe(id).await?.status,
         RunStatus::Completed
     );
     let missing = client.history("nope").await.unwrap_err().to_string();
