@@ -15,7 +15,7 @@ use steadfast_temporal::{TemporalClient, TemporalWorker};
 
 use crate::game::{self, GameWorkflow};
 use crate::report::{Figure, Report};
-use crate::stats::{median, ms, open_sqlite};
+use crate::stats::{cpu_time, median, ms, open_sqlite};
 
 const K: u32 = 50;
 /// Journaled steps of one game: 2K + 1 model requests and K tool calls.
@@ -55,9 +55,10 @@ pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result
 
     let (mut on_temporal, mut embedded) = (Vec::new(), Vec::new());
     let mut history = None;
+    let mut cpu = Duration::ZERO;
     // Game 0 of each is a warm-up.
     for g in 0..=games {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_time());
         let h = client
             .start::<GameWorkflow>(&format!("game-{g}"), ())
             .await?;
@@ -65,6 +66,9 @@ pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result
         let wall = ms(t.elapsed());
         if g > 0 {
             on_temporal.push(wall);
+            if let (Some(a), Some(b)) = (c, cpu_time()) {
+                cpu += b.saturating_sub(a);
+            }
         }
         history = Some(h.history_size().await?);
 
@@ -93,6 +97,16 @@ pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result
                 "each step an activity on the worker's own queue; {note}; pydantic-ai + \
                  Temporal measured 65.1 ms per step on this workload (shared/bench)"
             )),
+    );
+    report.add(
+        Figure::new(
+            "temporal",
+            "worker CPU per step, Temporal",
+            ms(cpu) / (games as f64 * STEPS),
+            "ms",
+        )
+        .vs("pydantic-ai + Temporal (shared/bench)", 69.1)
+        .note("client, workflow and step workers in this process; the server's CPU is not counted"),
     );
     if let Some(h) = history {
         report.add(
