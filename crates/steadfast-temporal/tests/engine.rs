@@ -93,9 +93,7 @@ async fn fan_out_timer_and_approval_by_update() -> anyhow::Result<()> {
     let client = TemporalClient::connect(config).await?;
     let items = vec!["alpha".to_string(), "beta".into(), "gamma".into()];
     let id = common::id("pipeline");
-    let h = client
-        .start::<Pipeline>(&id, items.clone())
-        .await?;
+    let h = client.start::<Pipeline>(&id, items.clone()).await?;
     // An approval before anything waits for it is refused.
     let early = client.deliver(&id, "nothing", "x").await;
     assert!(
@@ -104,10 +102,7 @@ async fn fan_out_timer_and_approval_by_update() -> anyhow::Result<()> {
     );
     // Deliver once the workflow waits on `approval`.
     wait_for("the approval to be accepted", || async {
-        client
-            .deliver(&id, "approval", "ada")
-            .await
-            .is_ok()
+        client.deliver(&id, "approval", "ada").await.is_ok()
     })
     .await;
     let again = client.deliver(&id, "approval", "bob").await;
@@ -137,9 +132,7 @@ async fn approval_by_signal_arrives_before_the_receive() -> anyhow::Result<()> {
     let client = TemporalClient::connect(config.clone()).await?;
     let id = common::id("signal");
     // Started with no worker yet: the signal waits in the workflow's mailbox.
-    let h = client
-        .start::<Pipeline>(&id, vec!["x".into()])
-        .await?;
+    let h = client.start::<Pipeline>(&id, vec!["x".into()]).await?;
     client.send(&id, "approval", "grace").await?;
     let worker = TemporalWorker::builder(config)
         .workflow(Pipeline)
@@ -226,7 +219,9 @@ async fn an_agent_runs_as_activities_with_deps_by_reference() -> anyhow::Result<
         .start()
         .await?;
     let client = TemporalClient::connect(config).await?;
-    let h = client.start::<Research>(&common::id("research"), "go".into()).await?;
+    let h = client
+        .start::<Research>(&common::id("research"), "go".into())
+        .await?;
     let (output, requests) = h.result().await?;
     assert_eq!(output, "done after 3 lookups");
     assert_eq!(requests, 4, "usage travels in the step results");
@@ -376,7 +371,11 @@ async fn a_payload_over_the_limit_names_the_step() -> anyhow::Result<()> {
         .await?;
     let client = TemporalClient::connect(config).await?;
     assert_eq!(
-        client.start::<Huge>(&common::id("small"), 1000).await?.result().await?,
+        client
+            .start::<Huge>(&common::id("small"), 1000)
+            .await?
+            .result()
+            .await?,
         1000
     );
     let err = client

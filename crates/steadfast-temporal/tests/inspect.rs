@@ -141,7 +141,10 @@ async fn list_and_history_read_back_every_kind_of_row_across_runs() -> anyhow::R
     assert_eq!(tours.len(), 1, "{listed:#?}");
     assert_eq!(tours[0].workflow.as_deref(), Some("tour"));
     assert_eq!(tours[0].run_id, *history.runs.last().unwrap());
-    let child = listed.iter().find(|w| w.id == format!("{id}-child")).unwrap();
+    let child = listed
+        .iter()
+        .find(|w| w.id == format!("{id}-child"))
+        .unwrap();
     assert_eq!(
         child.workflow.as_deref(),
         Some("double"),
@@ -154,10 +157,7 @@ async fn list_and_history_read_back_every_kind_of_row_across_runs() -> anyhow::R
         history.runs.len() - 1
     );
     assert_eq!(client.list(None, Some(1)).await?.len(), 1);
-    assert_eq!(
-        client.describe(id).await?.status,
-        RunStatus::Completed
-    );
+    assert_eq!(client.describe(id).await?.status, RunStatus::Completed);
     let missing = client.history("nope").await.unwrap_err().to_string();
     assert!(missing.contains("no workflow `nope`"), "{missing}");
     worker.shutdown().await;

@@ -57,10 +57,7 @@ pub fn own_server(tag: &str) -> Option<DevServer> {
             return None;
         }
     };
-    let dir = std::env::temp_dir().join(format!(
-        "steadfast-temporal-{tag}-{}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("steadfast-temporal-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     Some(DevServer::start(&bin, &dir).expect("the Temporal dev server starts"))
 }
