@@ -442,7 +442,7 @@ impl WorkflowCtx {
     async fn commit(&self, record: StepRecord, consume: Option<i64>) -> Result<(), WorkflowError> {
         let run = &self.run;
         run.store
-            .commit_step(&run.id, &run.owner, record.clone(), consume)
+            .commit_step(&run.id, &run.owner, &record, consume)
             .await?;
         run.emit(|| StepEvent {
             workflow_id: run.id.clone(),
