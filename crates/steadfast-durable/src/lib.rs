@@ -25,6 +25,7 @@ mod deps;
 mod engine;
 mod error;
 mod events;
+mod hashing;
 pub mod memory;
 mod owner;
 pub mod store;
