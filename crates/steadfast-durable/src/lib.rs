@@ -28,6 +28,7 @@ mod events;
 mod hashing;
 pub mod memory;
 mod owner;
+mod poll_again;
 pub mod store;
 #[cfg(feature = "test-kit")]
 pub mod testkit;

@@ -164,7 +164,7 @@ impl Writer {
             };
             // Writes issued at this moment join the transaction: the other branches of a
             // join are polled before this future is polled again.
-            tokio::task::yield_now().await;
+            YieldOnce(false).await;
             lead.commit();
         }
         rx.await.map_err(|_| stopped())?
@@ -226,6 +226,28 @@ impl Writer {
             let _ = commit_batch(&conn.conn, batch, false);
             self.checkpoints.committed_on_thread();
         }
+    }
+}
+
+/// Pending once, after waking its task: whatever else the task polls now (the other branches
+/// of a join) runs before the caller's commit. (Unlike `tokio::task::yield_now`, it wakes the
+/// task at once, so an executor that polls a self-woken future again at once, as the durable
+/// engine's worker does, need not go through its scheduler.)
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }
 
