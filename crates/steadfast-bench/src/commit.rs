@@ -106,7 +106,7 @@ pub async fn direct_commits(
             tokio::time::sleep(d).await;
         }
         let t = Instant::now();
-        store.commit_step(id, owner, rec, None).await?;
+        store.commit_step(id, owner, &rec, None).await?;
         if i >= warmup {
             samples.push(us(t.elapsed()));
         }

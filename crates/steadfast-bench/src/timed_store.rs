@@ -155,7 +155,7 @@ impl Store for TimedStore {
         &'a self,
         id: &'a str,
         owner: &'a str,
-        step: StepRecord,
+        step: &'a StepRecord,
         consume: Option<i64>,
     ) -> StoreFuture<'a, ()> {
         self.timed(

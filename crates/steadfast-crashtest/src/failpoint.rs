@@ -164,7 +164,7 @@ impl<S: Store> Store for FailpointStore<S> {
         &'a self,
         id: &'a str,
         owner: &'a str,
-        step: StepRecord,
+        step: &'a StepRecord,
         consume: Option<i64>,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {

@@ -20,11 +20,22 @@ use crate::store::StepKind;
 /// Drives agent runs inside a workflow, journaling every call.
 pub(crate) struct DurableDriver {
     ctx: WorkflowCtx,
+    /// The input hashes of the run's model requests.
+    requests: crate::hashing::RequestHasher,
 }
 
 impl Scope for WorkflowCtx {
     fn driver(&self) -> Arc<dyn Driver> {
-        Arc::new(DurableDriver { ctx: self.clone() })
+        Arc::new(DurableDriver::new(self.clone()))
+    }
+}
+
+impl DurableDriver {
+    fn new(ctx: WorkflowCtx) -> Self {
+        DurableDriver {
+            ctx,
+            requests: crate::hashing::RequestHasher::default(),
+        }
     }
 }
 
@@ -98,9 +109,7 @@ fn decode<T: serde::de::DeserializeOwned>(
 
 impl Driver for DurableDriver {
     fn child(&self, name: &str) -> Arc<dyn Driver> {
-        Arc::new(DurableDriver {
-            ctx: self.ctx.branch(name),
-        })
+        Arc::new(DurableDriver::new(self.ctx.branch(name)))
     }
 
     fn model_request<'a>(
@@ -116,7 +125,7 @@ impl Driver for DurableDriver {
             kind: StepKind::ModelRequest,
             short: "model_request".into(),
             name: format!("agent__{}__model_request", call.agent),
-            input_hash: hash_of(&(call.messages.len(), call.messages.last(), call.params)),
+            input_hash: self.requests.hash(call.messages, call.params),
             input: None,
             policy: *call.policy,
         };

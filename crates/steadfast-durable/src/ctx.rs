@@ -112,8 +112,15 @@ impl<'a> InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.0.notify.notify_one();
+        // The worker waits for the last step in flight only once a suspension was asked for
+        // (`request_suspend` notifies by itself); waking it for every step would re-poll the
+        // whole workflow future once per step for nothing.
+        let run = self.0;
+        if run.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
+            && run.suspend_requested.load(Ordering::SeqCst)
+        {
+            run.notify.notify_one();
+        }
     }
 }
 
@@ -135,9 +142,12 @@ impl Namespace {
 
     fn count(&self, short: &str) -> u32 {
         let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        let n = names.entry(short.to_string()).or_insert(0);
-        *n += 1;
-        *n
+        if let Some(n) = names.get_mut(short) {
+            *n += 1;
+            return *n;
+        }
+        names.insert(short.to_string(), 1);
+        1
     }
 
     /// The next position and readable id for a step named `short`.
@@ -468,12 +478,12 @@ impl WorkflowCtx {
                     }),
                 };
                 let record = StepRecord {
-                    position: position.clone(),
+                    position,
                     step_id: step_id.clone(),
                     kind: spec.kind,
-                    name: spec.name.clone(),
-                    input_hash: spec.input_hash.clone(),
-                    input: spec.input.clone(),
+                    name: spec.name,
+                    input_hash: spec.input_hash,
+                    input: spec.input,
                     output,
                     attempts: attempt,
                     started_at,
@@ -507,7 +517,7 @@ impl WorkflowCtx {
     async fn commit(&self, record: StepRecord, consume: Option<i64>) -> Result<(), WorkflowError> {
         let run = &self.run;
         run.store
-            .commit_step(&run.id, &run.owner, record.clone(), consume)
+            .commit_step(&run.id, &run.owner, &record, consume)
             .await?;
         run.emit(|| StepEvent {
             workflow_id: run.id.clone(),
@@ -543,12 +553,11 @@ impl WorkflowCtx {
     ) -> Result<Option<Result<T, WorkflowError>>, WorkflowError> {
         let clock = Instant::now();
         let run = &self.run;
-        let record = {
-            let journal = run.journal.lock().unwrap_or_else(|e| e.into_inner());
-            match journal.get(position) {
-                Some(r) => r.clone(),
-                None => return Ok(None),
-            }
+        // Everything is read under the lock, from the record in place: a replayed step clones
+        // nothing but what it reports.
+        let journal = run.journal.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(record) = journal.get(position) else {
+            return Ok(None);
         };
         if record.kind != spec.kind
             || record.name != spec.name
@@ -568,32 +577,38 @@ impl WorkflowCtx {
             });
         }
         let value = match &record.output {
-            Ok(v) => Ok(serde_json::from_value::<T>(v.clone())?),
+            Ok(v) => Ok(T::deserialize(v)?),
             Err(f) => Err(WorkflowError::StepFailed {
                 step: record.step_id.clone(),
                 message: f.message.clone(),
                 attempts: record.attempts,
             }),
         };
-        run.replayed.fetch_add(1, Ordering::Relaxed);
-        if !span.is_disabled() {
-            span.record(STEADFAST_REPLAYED, true);
-            span.record(STEADFAST_STEP_ATTEMPT, i64::from(record.attempts));
-            if let Err(e) = &value {
-                record_step_error(span, e);
-            }
-        }
-        run.emit(|| StepEvent {
+        let attempts = record.attempts;
+        let event = run.observer.as_ref().map(|_| StepEvent {
             workflow_id: run.id.clone(),
             step_id: record.step_id.clone(),
             kind: record.kind,
             name: record.name.clone(),
             event: StepEventKind::Replayed,
-            attempts: record.attempts,
-            duration: clock.elapsed(),
+            attempts,
+            duration: Duration::ZERO,
             input: record.input.clone(),
             output: record.output.as_ref().ok().cloned(),
         });
+        drop(journal);
+        run.replayed.fetch_add(1, Ordering::Relaxed);
+        if !span.is_disabled() {
+            span.record(STEADFAST_REPLAYED, true);
+            span.record(STEADFAST_STEP_ATTEMPT, i64::from(attempts));
+            if let Err(e) = &value {
+                record_step_error(span, e);
+            }
+        }
+        if let Some(mut event) = event {
+            event.duration = clock.elapsed();
+            run.emit(|| event);
+        }
         Ok(Some(value))
     }
 

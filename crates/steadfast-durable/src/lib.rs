@@ -25,8 +25,10 @@ mod deps;
 mod engine;
 mod error;
 mod events;
+mod hashing;
 pub mod memory;
 mod owner;
+mod poll_again;
 pub mod remote;
 pub mod store;
 #[cfg(feature = "test-kit")]

@@ -295,7 +295,7 @@ impl Store for MemoryStore {
         &'a self,
         id: &'a str,
         owner: &'a str,
-        mut step: StepRecord,
+        step: &'a StepRecord,
         consume: Option<i64>,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
@@ -304,7 +304,7 @@ impl Store for MemoryStore {
             if entry.positions.contains(&step.position) {
                 return Err(StoreError::DuplicateStep {
                     workflow_id: id.to_owned(),
-                    position: step.position,
+                    position: step.position.clone(),
                 });
             }
             if let Some(seq) = consume {
@@ -317,10 +317,10 @@ impl Store for MemoryStore {
                     None => return Err(unknown_message(id, seq)),
                 }
             }
+            let mut step = step.clone();
             step.seq = entry.journal.last().map_or(0, |s| s.seq) + 1;
             entry.positions.insert(step.position.clone());
             entry.journal.push(step);
-            entry.record.updated_at = now_millis();
             Ok(())
         })
     }

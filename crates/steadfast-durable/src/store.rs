@@ -107,7 +107,8 @@ pub struct WorkflowRecord {
     pub parent_id: Option<String>,
     /// When it was created.
     pub created_at: Millis,
-    /// When it last changed.
+    /// When the record last changed: created, claimed, suspended, woken, finished, or asked to
+    /// cancel. Committing a step does not change it (the journal has each step's time).
     pub updated_at: Millis,
 }
 
@@ -391,11 +392,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Append a finished step to the journal, atomically with consuming mailbox message
     /// `consume` if given. Fenced by `owner`. Concurrent calls may be committed together.
+    ///
+    /// The store assigns the step's `seq` and copies what it keeps; the engine keeps `step` in
+    /// its own journal of the run.
     fn commit_step<'a>(
         &'a self,
         id: &'a str,
         owner: &'a str,
-        step: StepRecord,
+        step: &'a StepRecord,
         consume: Option<i64>,
     ) -> StoreFuture<'a, ()>;
 

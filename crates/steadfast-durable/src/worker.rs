@@ -26,6 +26,7 @@ use crate::engine::Engine;
 use crate::error::WorkflowError;
 use crate::events::{Observer, StepEvent};
 use crate::owner;
+use crate::poll_again::PollAgain;
 use crate::store::{Claim, Outcome, StepKind, WorkflowStatus, now_millis};
 use crate::workflow::{Erased, ErasedWorkflow, Workflow};
 
@@ -470,7 +471,9 @@ async fn execute_run(
         }
     }
     let ctx = WorkflowCtx::root(run.clone());
-    let mut fut = wf.run(ctx, input);
+    // A step that yields so that its sibling branches get polled first (to share a commit)
+    // is polled again here at once, not after a trip through the scheduler.
+    let mut fut = PollAgain::new(wf.run(ctx, input));
     let result = loop {
         tokio::select! {
             r = &mut fut => break Some(r),

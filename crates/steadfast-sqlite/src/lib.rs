@@ -2,11 +2,19 @@
 //!
 //! [`SqliteStore`] implements [`Store`] and passes the conformance kit of `steadfast-durable`.
 //!
-//! - **One writer, group commit.** A dedicated thread owns the write connection. Writes arrive
-//!   over a channel; the writer applies every waiting request in one transaction, each in its
-//!   own savepoint, and answers them after the commit. Parallel steps thus share one disk sync.
-//! - **Reads** run on a few reader threads with their own connections, so no SQLite call ever
-//!   blocks an async executor. WAL lets them read while the writer writes.
+//! - **One write connection, group commit.** Writes queue up; whoever finds the queue without
+//!   a leader commits every request waiting in it in one transaction, each in its own
+//!   savepoint, and answers them after the commit. Parallel steps thus share one commit. With
+//!   the default durability the leader is the caller itself, on its own thread: a commit is a
+//!   few `write`s and no `fsync`, cheaper than a trip to another thread and back. A caller never
+//!   waits for a lock or a disk sync there; a batch that would goes to the writer thread (see
+//!   `writer.rs`).
+//! - **Checkpoints off the commit path.** A checkpointer thread copies the WAL back into the
+//!   database file while commits go on, and the WAL starts over instead of growing (see
+//!   `checkpoint.rs`).
+//! - **Reads** run on a few reader threads with their own connections, or, for quick reads of
+//!   a row or two, on the caller's thread when a reader connection is free. WAL lets them read
+//!   while the writer writes.
 //! - **Durability.** `synchronous=NORMAL` by default: a committed step survives a crash of the
 //!   process. [`Durability::PowerLossSafe`] uses `synchronous=FULL`: it survives power loss too,
 //!   at the cost of an `fsync` per transaction.
@@ -31,9 +39,12 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
+mod checkpoint;
 mod reads;
 mod schema;
 mod threads;
+mod writer;
 mod writes;
 
 use std::fmt;
@@ -82,10 +93,10 @@ impl Default for SqliteOptions {
     }
 }
 
-/// Figures of the writer thread, to see group commit at work.
+/// Figures of the write path, to see group commit at work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WriterStats {
-    /// Write transactions committed (or attempted).
+    /// Write transactions committed (or attempted), by callers and the writer thread.
     pub transactions: u64,
     /// Write requests applied in them.
     pub requests: u64,
@@ -142,9 +153,9 @@ impl SqliteStore {
         &self.inner.options
     }
 
-    /// How many write transactions and requests the writer has handled.
+    /// How many write transactions and requests the write path has handled.
     pub fn stats(&self) -> WriterStats {
-        let c = &self.inner.threads.counters;
+        let c = &self.inner.threads.writer.counters;
         WriterStats {
             transactions: c.transactions.load(Ordering::Relaxed),
             requests: c.requests.load(Ordering::Relaxed),
@@ -183,7 +194,7 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         Box::pin(async move {
             let t = &self.inner.threads;
-            t.read(move |c| reads::get_workflow(c, &id)).await
+            t.read_quick(move |c| reads::get_workflow(c, &id)).await
         })
     }
 
@@ -214,7 +225,7 @@ impl Store for SqliteStore {
     }
 
     fn running_owners(&self) -> StoreFuture<'_, Vec<String>> {
-        Box::pin(async move { self.inner.threads.read(reads::running_owners).await })
+        Box::pin(async move { self.inner.threads.read_quick(reads::running_owners).await })
     }
 
     fn renew<'a>(
@@ -244,13 +255,15 @@ impl Store for SqliteStore {
         &'a self,
         id: &'a str,
         owner: &'a str,
-        step: StepRecord,
+        step: &'a StepRecord,
         consume: Option<i64>,
     ) -> StoreFuture<'a, ()> {
-        let (id, owner) = (id.to_owned(), owner.to_owned());
+        // Encoded here, on the caller's side: the request then owns only text.
+        let step = writes::EncodedStep::new(id, owner, step);
         Box::pin(async move {
+            let step = step?;
             let t = &self.inner.threads;
-            t.write(move |c| writes::commit_step(c, &id, &owner, &step, consume))
+            t.write(move |c| writes::commit_step(c, &step, consume))
                 .await
         })
     }
@@ -303,7 +316,8 @@ impl Store for SqliteStore {
         let (id, topic) = (id.to_owned(), topic.to_owned());
         Box::pin(async move {
             let t = &self.inner.threads;
-            t.read(move |c| reads::next_message(c, &id, &topic)).await
+            t.read_quick(move |c| reads::next_message(c, &id, &topic))
+                .await
         })
     }
 
@@ -320,7 +334,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let names = names?;
             let t = &self.inner.threads;
-            t.read(move |c| reads::next_wake(c, &names)).await
+            t.read_quick(move |c| reads::next_wake(c, &names)).await
         })
     }
 }

@@ -217,9 +217,10 @@ pub(crate) fn next_message(
 }
 
 pub(crate) fn next_wake(conn: &Connection, names: &str) -> Result<Option<Millis>, StoreError> {
+    // A join rather than `name IN (SELECT …)`, which would build a temporary table per call.
     conn.prepare_cached(
-        "SELECT min(wake_at) FROM workflows \
-         WHERE status = 'suspended' AND name IN (SELECT value FROM json_each(?1))",
+        "SELECT min(w.wake_at) FROM json_each(?1) AS n \
+         JOIN workflows AS w ON w.status = 'suspended' AND w.name = n.value",
     )
     .map_err(map_err)?
     .query_row([names], |r| r.get(0))

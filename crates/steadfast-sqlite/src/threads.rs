@@ -1,127 +1,92 @@
-//! The threads that own the connections: one writer with group commit, a few readers.
+//! The connections of one store and the threads that own them: the write side (see
+//! [`crate::writer`]), the checkpointer (see [`crate::checkpoint`]) and a few readers.
 //!
-//! No SQLite call runs on an async executor's thread. A request is a closure sent over a
-//! channel to the thread that owns a connection; the answer comes back on a oneshot channel,
-//! so the futures work on any executor.
-//!
-//! **Group commit.** The writer takes every request waiting in its channel and applies them in
-//! one `BEGIN IMMEDIATE … COMMIT` transaction, each inside its own savepoint: a request that
-//! fails (a lost lease, a duplicate step) is rolled back alone, and the others commit. Answers go
-//! out only after the commit, so a caller never observes a write that is not durable.
+//! A read is a closure sent over a channel to a reader thread; the answer comes back on a
+//! oneshot channel, so the futures work on any executor. A quick read (a row or two by key)
+//! runs on the caller's thread instead when a reader connection is free: it never waits for a
+//! lock there (it goes to a reader thread when it meets one), and it costs less than the trip
+//! to a reader thread and back.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use steadfast_durable::StoreError;
 use tokio::sync::oneshot;
 
-use crate::SqliteOptions;
+use crate::checkpoint::Checkpoints;
 use crate::schema::{connect, map_err};
-
-/// At most this many requests share one transaction.
-const MAX_BATCH: usize = 512;
-
-/// Counters of the writer thread.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) transactions: AtomicU64,
-    pub(crate) requests: AtomicU64,
-}
-
-/// A write request, type-erased.
-trait WriteJob: Send {
-    /// Apply the request; whether it succeeded, and its answer (sent after the commit).
-    fn run(self: Box<Self>, conn: &Connection) -> (bool, Box<dyn Answer>);
-    /// Answer without running (the transaction could not start).
-    fn fail(self: Box<Self>, err: StoreError);
-}
-
-/// The answer of an applied request, waiting for the commit.
-trait Answer: Send {
-    fn send(self: Box<Self>, commit: Result<(), StoreError>);
-}
-
-struct Request<F, T> {
-    f: F,
-    tx: oneshot::Sender<Result<T, StoreError>>,
-}
-
-struct Applied<T> {
-    result: Result<T, StoreError>,
-    tx: oneshot::Sender<Result<T, StoreError>>,
-}
-
-impl<F, T> WriteJob for Request<F, T>
-where
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
-    T: Send + 'static,
-{
-    fn run(self: Box<Self>, conn: &Connection) -> (bool, Box<dyn Answer>) {
-        let result = (self.f)(conn);
-        (
-            result.is_ok(),
-            Box::new(Applied {
-                result,
-                tx: self.tx,
-            }),
-        )
-    }
-
-    fn fail(self: Box<Self>, err: StoreError) {
-        let _ = self.tx.send(Err(err));
-    }
-}
-
-impl<T: Send> Answer for Applied<T> {
-    fn send(self: Box<Self>, commit: Result<(), StoreError>) {
-        let answer = match (self.result, commit) {
-            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
-            (Ok(v), Ok(())) => Ok(v),
-        };
-        let _ = self.tx.send(answer);
-    }
-}
+use crate::writer::{self, Writer, stopped};
+use crate::{Durability, SqliteOptions};
 
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
-/// The connection threads of one store.
-pub(crate) struct Threads {
-    writer: Option<Sender<Box<dyn WriteJob>>>,
-    readers: Option<Sender<ReadJob>>,
-    handles: Vec<JoinHandle<()>>,
-    pub(crate) counters: Arc<Counters>,
+/// A reader connection and whether its busy handler currently waits for locks.
+struct ReadConn {
+    conn: Connection,
+    waits: bool,
 }
 
-fn stopped() -> StoreError {
-    StoreError::Backend("the store's connection threads have stopped".into())
+impl ReadConn {
+    fn set_waits(&mut self, waits: bool, busy_timeout: Duration) {
+        if self.waits != waits {
+            let t = if waits { busy_timeout } else { Duration::ZERO };
+            if self.conn.busy_timeout(t).is_ok() {
+                self.waits = waits;
+            }
+        }
+    }
+}
+
+/// The connection threads of one store.
+pub(crate) struct Threads {
+    pub(crate) writer: Arc<Writer>,
+    checkpoints: Arc<Checkpoints>,
+    readers: Option<Sender<ReadJob>>,
+    /// The reader connections, each used by its thread and by quick reads.
+    pool: Vec<Arc<Mutex<ReadConn>>>,
+    busy_timeout: Duration,
+    handles: Vec<JoinHandle<()>>,
 }
 
 impl Threads {
-    /// Start the writer on `writer` and `readers` reader threads with their own connections.
+    /// Start the write side on `conn`, the checkpointer, and `readers` reader threads, each
+    /// with its own connection.
     pub(crate) fn start(
-        writer: Connection,
+        conn: Connection,
         path: &Path,
         options: &SqliteOptions,
         readers: usize,
     ) -> Result<Self, StoreError> {
-        let counters = Arc::new(Counters::default());
-        let (write_tx, write_rx) = mpsc::channel::<Box<dyn WriteJob>>();
+        let inline = options.durability == Durability::ProcessCrashSafe;
+        let checkpoints = Arc::new(Checkpoints::default());
+        let writer = Arc::new(Writer::new(
+            conn,
+            inline,
+            options.busy_timeout,
+            checkpoints.clone(),
+        )?);
         let (read_tx, read_rx) = mpsc::channel::<ReadJob>();
         let mut threads = Threads {
-            writer: Some(write_tx),
+            writer: writer.clone(),
+            checkpoints: checkpoints.clone(),
             readers: Some(read_tx),
+            pool: Vec::new(),
+            busy_timeout: options.busy_timeout,
             handles: Vec::new(),
-            counters: counters.clone(),
         };
         let spawn_err =
             |e: std::io::Error| StoreError::Backend(format!("cannot start thread: {e}"));
+        threads
+            .handles
+            .push(writer::spawn(writer).map_err(spawn_err)?);
+        let checkpointer = connect(path, options)?;
         let handle = thread::Builder::new()
-            .name("steadfast-sqlite-writer".into())
-            .spawn(move || write_loop(&writer, &write_rx, &counters))
+            .name("steadfast-sqlite-checkpointer".into())
+            .spawn(move || checkpoints.thread_loop(&checkpointer))
             .map_err(spawn_err)?;
         threads.handles.push(handle);
         let read_rx = Arc::new(Mutex::new(read_rx));
@@ -129,10 +94,13 @@ impl Threads {
             let conn = connect(path, options)?;
             conn.execute_batch("PRAGMA query_only = ON")
                 .map_err(map_err)?;
+            let conn = Arc::new(Mutex::new(ReadConn { conn, waits: true }));
+            threads.pool.push(conn.clone());
             let rx = read_rx.clone();
+            let busy_timeout = options.busy_timeout;
             let handle = thread::Builder::new()
                 .name(format!("steadfast-sqlite-reader-{i}"))
-                .spawn(move || read_loop(&conn, &rx))
+                .spawn(move || read_loop(&conn, &rx, busy_timeout))
                 .map_err(spawn_err)?;
             threads.handles.push(handle);
         }
@@ -145,12 +113,7 @@ impl Threads {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let sender = self.writer.as_ref().ok_or_else(stopped)?;
-        sender
-            .send(Box::new(Request { f, tx }))
-            .map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
+        self.writer.write(f).await
     }
 
     /// Run `f` on a reader connection.
@@ -168,12 +131,32 @@ impl Threads {
             .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
+
+    /// Run the quick read `f` on the caller's thread if a reader connection is free, else (or
+    /// if it meets a lock) on a reader thread.
+    pub(crate) async fn read_quick<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        for conn in &self.pool {
+            let Ok(mut c) = conn.try_lock() else { continue };
+            c.set_waits(false, self.busy_timeout);
+            match f(&c.conn) {
+                Err(StoreError::Locked(_)) => break,
+                answer => return answer,
+            }
+        }
+        self.read(f).await
+    }
 }
 
 impl Drop for Threads {
     fn drop(&mut self) {
-        // Closing the channels ends the loops once the requests already sent are answered.
-        self.writer.take();
+        // The writer answers the requests already queued, then ends; closing the channel ends
+        // the readers.
+        self.writer.close();
+        self.checkpoints.close();
         self.readers.take();
         for handle in self.handles.drain(..) {
             let _ = handle.join();
@@ -181,82 +164,19 @@ impl Drop for Threads {
     }
 }
 
-fn read_loop(conn: &Connection, jobs: &Mutex<Receiver<ReadJob>>) {
+fn read_loop(conn: &Mutex<ReadConn>, jobs: &Mutex<Receiver<ReadJob>>, busy_timeout: Duration) {
     loop {
         let job = {
             let rx = jobs.lock().unwrap_or_else(|e| e.into_inner());
             rx.recv()
         };
         match job {
-            Ok(job) => job(conn),
+            Ok(job) => {
+                let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
+                c.set_waits(true, busy_timeout);
+                job(&c.conn);
+            }
             Err(_) => return,
         }
-    }
-}
-
-fn write_loop(conn: &Connection, jobs: &Receiver<Box<dyn WriteJob>>, counters: &Counters) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        counters.transactions.fetch_add(1, Ordering::Relaxed);
-        counters
-            .requests
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        commit_batch(conn, batch);
-    }
-}
-
-/// Apply `batch` in one transaction, one savepoint per request, and answer every request.
-fn commit_batch(conn: &Connection, batch: Vec<Box<dyn WriteJob>>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let e = map_err(e);
-        for job in batch {
-            job.fail(e.clone());
-        }
-        return;
-    }
-    let mut answers = Vec::with_capacity(batch.len());
-    let mut fatal: Option<StoreError> = None;
-    for job in batch {
-        if let Some(e) = &fatal {
-            job.fail(e.clone());
-            continue;
-        }
-        if let Err(e) = conn.execute_batch("SAVEPOINT request") {
-            let e = map_err(e);
-            job.fail(e.clone());
-            fatal = Some(e);
-            continue;
-        }
-        let (ok, answer) = job.run(conn);
-        answers.push(answer);
-        let end = if ok {
-            conn.execute_batch("RELEASE request")
-        } else {
-            conn.execute_batch("ROLLBACK TO request; RELEASE request")
-        };
-        // Some errors (I/O, a full disk) roll the whole transaction back by themselves.
-        if let Err(e) = end {
-            fatal = Some(map_err(e));
-        } else if conn.is_autocommit() {
-            fatal = Some(StoreError::Backend(
-                "the transaction was rolled back by SQLite".into(),
-            ));
-        }
-    }
-    let commit = match fatal {
-        Some(e) => Err(e),
-        None => conn.execute_batch("COMMIT").map_err(map_err),
-    };
-    if commit.is_err() && !conn.is_autocommit() {
-        let _ = conn.execute_batch("ROLLBACK");
-    }
-    for answer in answers {
-        answer.send(commit.clone());
     }
 }

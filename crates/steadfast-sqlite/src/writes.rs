@@ -1,5 +1,5 @@
-//! The write side: every function runs on the writer thread, inside a `BEGIN IMMEDIATE`
-//! transaction and its own savepoint (see [`crate::threads`]). Holding the write lock for the
+//! The write side: every function runs on the write connection, inside a `BEGIN IMMEDIATE`
+//! transaction (see [`crate::writer`] and [`crate::batch`]). Holding the write lock for the
 //! whole transaction is what makes the check-then-write of fencing and claiming safe against
 //! other processes sharing the file; the conditional `UPDATE`s say the same thing again.
 
@@ -74,44 +74,52 @@ pub(crate) fn claim(
         return Ok(Vec::new());
     }
     let now = now_millis();
+    let until = lease_until(now, lease);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn
-        .prepare_cached(&format!(
+    // Select, then update by rowid: both run under the write lock. (An `UPDATE … WHERE rowid
+    // IN (subquery) RETURNING` would build three temporary tables on every call.)
+    let mut picked = Vec::new();
+    {
+        let mut pick = conn
+            .prepare_cached(&format!(
+                "SELECT rowid, {WORKFLOW_COLUMNS} FROM workflows AS w \
+                 WHERE EXISTS (SELECT 1 FROM json_each(?1) WHERE value = w.name) \
+                   AND (status = 'pending' \
+                     OR (status = 'suspended' AND wake_at <= ?2) \
+                     OR (status = 'running' AND (lease_expires_at IS NULL \
+                         OR lease_expires_at <= ?2 \
+                         OR EXISTS (SELECT 1 FROM json_each(?3) WHERE value = w.owner)))) \
+                 ORDER BY rowid LIMIT ?4"
+            ))
+            .map_err(map_err)?;
+        let mut rows = pick
+            .query(params![names, now, dead_owners, limit])
+            .map_err(map_err)?;
+        while let Some(row) = rows.next().map_err(map_err)? {
+            let rowid: i64 = row.get(0).map_err(map_err)?;
+            picked.push((rowid, workflow(row, 1)?));
+        }
+    }
+    let mut take = conn
+        .prepare_cached(
             "UPDATE workflows \
              SET status = 'running', owner = ?1, lease_expires_at = ?2, wake_at = NULL, \
                  updated_at = ?3 \
-             WHERE rowid IN ( \
-                 SELECT rowid FROM workflows \
-                 WHERE name IN (SELECT value FROM json_each(?4)) \
-                   AND (status = 'pending' \
-                     OR (status = 'suspended' AND wake_at <= ?3) \
-                     OR (status = 'running' AND (lease_expires_at IS NULL \
-                         OR lease_expires_at <= ?3 \
-                         OR owner IN (SELECT value FROM json_each(?5))))) \
-                 ORDER BY rowid LIMIT ?6) \
-             RETURNING rowid, {WORKFLOW_COLUMNS}"
-        ))
+             WHERE rowid = ?4",
+        )
         .map_err(map_err)?;
-    let mut rows = stmt
-        .query(params![
-            owner,
-            lease_until(now, lease),
-            now,
-            names,
-            dead_owners,
-            limit
-        ])
-        .map_err(map_err)?;
-    let mut claimed = Vec::new();
-    while let Some(row) = rows.next().map_err(map_err)? {
-        let rowid: i64 = row.get(0).map_err(map_err)?;
-        claimed.push((rowid, workflow(row, 1)?));
+    let mut claimed = Vec::with_capacity(picked.len());
+    for (rowid, mut record) in picked {
+        take.execute(params![owner, until, now, rowid])
+            .map_err(map_err)?;
+        record.status = WorkflowStatus::Running;
+        record.owner = Some(owner.to_owned());
+        record.lease_expires_at = Some(until);
+        record.wake_at = None;
+        record.updated_at = now;
+        claimed.push(Claim { record });
     }
-    claimed.sort_by_key(|(rowid, _)| *rowid);
-    Ok(claimed
-        .into_iter()
-        .map(|(_, record)| Claim { record })
-        .collect())
+    Ok(claimed)
 }
 
 pub(crate) fn renew(
@@ -157,26 +165,70 @@ pub(crate) fn renew(
     Ok(states)
 }
 
+/// A step record as the journal stores it, with its JSON encoded.
+pub(crate) struct EncodedStep {
+    id: String,
+    owner: String,
+    position: String,
+    step_id: String,
+    kind: &'static str,
+    name: String,
+    input_hash: String,
+    input: Option<String>,
+    output: String,
+    ok: bool,
+    attempts: u32,
+    started_at: Millis,
+    duration_us: i64,
+}
+
+impl EncodedStep {
+    /// Step `step` of workflow `id`, committed by `owner`.
+    pub(crate) fn new(id: &str, owner: &str, step: &StepRecord) -> Result<Self, StoreError> {
+        let input = match &step.input {
+            Some(v) => Some(encoded(serde_json::to_string(v))?),
+            None => None,
+        };
+        let (output, ok) = match &step.output {
+            Ok(v) => (encoded(serde_json::to_string(v))?, true),
+            Err(f) => (encoded(serde_json::to_string(f))?, false),
+        };
+        Ok(EncodedStep {
+            id: id.to_owned(),
+            owner: owner.to_owned(),
+            position: step.position.clone(),
+            step_id: step.step_id.clone(),
+            kind: step.kind.as_str(),
+            name: step.name.clone(),
+            input_hash: step.input_hash.clone(),
+            input,
+            output,
+            ok,
+            attempts: step.attempts,
+            started_at: step.started_at,
+            duration_us: step.duration_us,
+        })
+    }
+
+    fn duplicate(&self) -> StoreError {
+        StoreError::DuplicateStep {
+            workflow_id: self.id.clone(),
+            position: self.position.clone(),
+        }
+    }
+}
+
 pub(crate) fn commit_step(
     conn: &Connection,
-    id: &str,
-    owner: &str,
-    step: &StepRecord,
+    step: &EncodedStep,
     consume: Option<i64>,
 ) -> Result<(), StoreError> {
-    fence(conn, id, owner)?;
-    let exists = conn
-        .prepare_cached("SELECT 1 FROM journal WHERE workflow_id = ?1 AND position = ?2")
-        .map_err(map_err)?
-        .exists([id, step.position.as_str()])
-        .map_err(map_err)?;
-    if exists {
-        return Err(StoreError::DuplicateStep {
-            workflow_id: id.to_owned(),
-            position: step.position.clone(),
-        });
-    }
+    let (id, owner) = (step.id.as_str(), step.owner.as_str());
     if let Some(seq) = consume {
+        fence(conn, id, owner)?;
+        if journaled(conn, id, &step.position)? {
+            return Err(step.duplicate());
+        }
         let consumed = conn
             .prepare_cached(
                 "UPDATE mailbox SET consumed = 1 \
@@ -191,46 +243,60 @@ pub(crate) fn commit_step(
             )));
         }
     }
-    let input = match &step.input {
-        Some(v) => Some(encoded(serde_json::to_string(v))?),
-        None => None,
+    // One statement: the fence (no sequence number, so a NOT NULL failure, unless `owner`
+    // holds the lease), the next sequence number, and the primary key that refuses a second
+    // record at the same position. SQLite checks NOT NULL before uniqueness, as `fence` comes
+    // before the duplicate check above.
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO journal (workflow_id, position, seq, step_id, kind, name, input_hash, \
+                 input, output, ok, attempts, started_at, duration_us) \
+             VALUES (?1, ?2, \
+                 CASE WHEN EXISTS (SELECT 1 FROM workflows \
+                         WHERE id = ?1 AND status = 'running' AND owner = ?3) \
+                     THEN (SELECT coalesce(max(seq), 0) + 1 FROM journal WHERE workflow_id = ?1) \
+                 END, \
+                 ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )
+        .map_err(map_err)?
+        .execute(params![
+            id,
+            step.position,
+            owner,
+            step.step_id,
+            step.kind,
+            step.name,
+            step.input_hash,
+            step.input,
+            step.output,
+            step.ok,
+            step.attempts,
+            step.started_at,
+            step.duration_us,
+        ]);
+    let e = match inserted {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
     };
-    let (output, ok) = match &step.output {
-        Ok(v) => (encoded(serde_json::to_string(v))?, true),
-        Err(f) => (encoded(serde_json::to_string(f))?, false),
-    };
-    conn.prepare_cached(
-        "INSERT INTO journal (workflow_id, position, seq, step_id, kind, name, input_hash, input, \
-             output, ok, attempts, started_at, duration_us) \
-         VALUES (?1, ?2, \
-             (SELECT coalesce(max(seq), 0) + 1 FROM journal WHERE workflow_id = ?1), \
-             ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )
-    .map_err(map_err)?
-    .execute(params![
-        id,
-        step.position,
-        step.step_id,
-        step.kind.as_str(),
-        step.name,
-        step.input_hash,
-        input,
-        output,
-        ok,
-        step.attempts,
-        step.started_at,
-        step.duration_us,
-    ])
-    .map_err(map_err)?;
-    touch(conn, id, now_millis())
+    match e.sqlite_error().map(|f| f.extended_code) {
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL) => {
+            fence(conn, id, owner)?;
+            Err(StoreError::Backend(format!(
+                "step `{}` of workflow `{id}` has no sequence number",
+                step.position
+            )))
+        }
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => Err(step.duplicate()),
+        _ => Err(map_err(e)),
+    }
 }
 
-fn touch(conn: &Connection, id: &str, now: Millis) -> Result<(), StoreError> {
-    conn.prepare_cached("UPDATE workflows SET updated_at = ?2 WHERE id = ?1")
+/// Whether workflow `id` has a journal entry at `position`.
+fn journaled(conn: &Connection, id: &str, position: &str) -> Result<bool, StoreError> {
+    conn.prepare_cached("SELECT 1 FROM journal WHERE workflow_id = ?1 AND position = ?2")
         .map_err(map_err)?
-        .execute(params![id, now])
-        .map_err(map_err)?;
-    Ok(())
+        .exists([id, position])
+        .map_err(map_err)
 }
 
 pub(crate) fn record_attempt(

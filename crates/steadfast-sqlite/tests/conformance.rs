@@ -256,7 +256,7 @@ async fn reopen_keeps_data(durability: Durability) {
         .unwrap();
     assert_eq!(claimed.len(), 1);
     for p in ["0", "1", "2"] {
-        store.commit_step("wf", "w", step(p), None).await.unwrap();
+        store.commit_step("wf", "w", &step(p), None).await.unwrap();
     }
     let seq = store.send("wf", "topic", json!({ "hi": 1 })).await.unwrap();
     store
@@ -294,7 +294,7 @@ async fn reopen_keeps_data(durability: Durability) {
         .unwrap();
     assert_eq!(claimed.len(), 1);
     store
-        .commit_step("wf", "w2", step("3"), Some(seq))
+        .commit_step("wf", "w2", &step("3"), Some(seq))
         .await
         .unwrap();
     assert_eq!(store.load_journal("wf").await.unwrap().len(), 4);

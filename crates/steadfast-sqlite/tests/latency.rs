@@ -64,7 +64,7 @@ async fn commit_step_latency() {
         for i in 0..SEQUENTIAL {
             let start = Instant::now();
             store
-                .commit_step("wf0", "w", step(i.to_string()), None)
+                .commit_step("wf0", "w", &step(i.to_string()), None)
                 .await
                 .unwrap();
             times.push(start.elapsed());
@@ -80,7 +80,7 @@ async fn commit_step_latency() {
                     for i in 0..PER_TASK {
                         let id = format!("wf{w}");
                         store
-                            .commit_step(&id, "w", step(i.to_string()), None)
+                            .commit_step(&id, "w", &step(i.to_string()), None)
                             .await
                             .unwrap();
                     }

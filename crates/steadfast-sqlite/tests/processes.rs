@@ -145,7 +145,7 @@ async fn commit_child(path: &Path, owner: &str) {
             for i in 0.. {
                 let seq = i as i64 + 1;
                 store
-                    .commit_step(&id, &owner, step(i), Some(seq))
+                    .commit_step(&id, &owner, &step(i), Some(seq))
                     .await
                     .expect("commit");
                 println!("COMMITTED {id} {i}");
@@ -245,10 +245,10 @@ async fn writer_killed_mid_commit_leaves_a_consistent_file() {
             "{id}: consumption not atomic with the journal"
         );
         store
-            .commit_step(&id, "survivor", step(n), Some(next.seq))
+            .commit_step(&id, "survivor", &step(n), Some(next.seq))
             .await
             .unwrap();
-        let r = store.commit_step(&id, "victim", step(n + 1), None).await;
+        let r = store.commit_step(&id, "victim", &step(n + 1), None).await;
         assert!(r.is_err(), "the killed owner is fenced off");
     }
     println!("acknowledged before SIGKILL: {acknowledged:?}");

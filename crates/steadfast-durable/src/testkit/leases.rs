@@ -175,7 +175,7 @@ pub async fn lease_renewal_and_fencing<S: Store>(store: S) {
     );
 
     let r = store
-        .commit_step("wf", "b", step("0", json!(0)), None)
+        .commit_step("wf", "b", &step("0", json!(0)), None)
         .await;
     assert!(is_lease_lost(&r), "commit by non-owner: {r:?}");
     let attempt = AttemptRecord {
@@ -209,7 +209,7 @@ pub async fn lease_renewal_and_fencing<S: Store>(store: S) {
 
     // Missing workflows.
     let r = store
-        .commit_step("missing", "a", step("0", json!(0)), None)
+        .commit_step("missing", "a", &step("0", json!(0)), None)
         .await;
     assert!(
         matches!(r, Err(StoreError::NotFound(_))),
@@ -228,12 +228,12 @@ pub async fn lease_renewal_and_fencing<S: Store>(store: S) {
 
     // The owner still writes; after finishing it holds nothing.
     store
-        .commit_step("wf", "a", step("0", json!(0)), None)
+        .commit_step("wf", "a", &step("0", json!(0)), None)
         .await
         .expect("owner commit");
     store.finish("wf", "a", done).await.expect("owner finish");
     let r = store
-        .commit_step("wf", "a", step("1", json!(1)), None)
+        .commit_step("wf", "a", &step("1", json!(1)), None)
         .await;
     assert!(is_lease_lost(&r), "commit after finish: {r:?}");
     let states = store
@@ -250,7 +250,7 @@ pub async fn expired_lease_recovery<S: Store>(store: S) {
     let start = Instant::now();
     assert_eq!(claim_ids(&store, "a", 1, LEASE).await, ["wf"]);
     store
-        .commit_step("wf", "a", step("0", json!("a")), None)
+        .commit_step("wf", "a", &step("0", json!("a")), None)
         .await
         .expect("commit");
     assert!(
@@ -258,8 +258,10 @@ pub async fn expired_lease_recovery<S: Store>(store: S) {
         "live lease taken over"
     );
     claim_eventually(&store, "b", "wf").await;
+    // Leases are kept in whole milliseconds of the wall clock: the claim's instant is rounded
+    // down, so the expiry may come up to a millisecond before `LEASE` on the monotonic clock.
     assert!(
-        start.elapsed() >= LEASE,
+        start.elapsed() + Duration::from_millis(1) >= LEASE,
         "taken over after {:?}, before the lease expired",
         start.elapsed()
     );
@@ -267,7 +269,7 @@ pub async fn expired_lease_recovery<S: Store>(store: S) {
     assert_eq!(store.running_owners().await, Ok(vec!["b".to_owned()]));
 
     let r = store
-        .commit_step("wf", "a", step("1", json!("a")), None)
+        .commit_step("wf", "a", &step("1", json!("a")), None)
         .await;
     assert!(is_lease_lost(&r), "commit by the expired owner: {r:?}");
     let states = store
@@ -288,7 +290,7 @@ pub async fn expired_lease_recovery<S: Store>(store: S) {
     assert!(is_lease_lost(&r), "finish by the expired owner: {r:?}");
 
     store
-        .commit_step("wf", "b", step("1", json!("b")), None)
+        .commit_step("wf", "b", &step("1", json!("b")), None)
         .await
         .expect("new owner commits");
     let journal = store.load_journal("wf").await.expect("journal");
@@ -326,11 +328,11 @@ pub async fn dead_owner_takeover<S: Store>(store: S) {
     owners.sort();
     assert_eq!(owners, ["alive", "new"], "running_owners after takeover");
     let r = store
-        .commit_step("wf1", "dead", step("0", json!(0)), None)
+        .commit_step("wf1", "dead", &step("0", json!(0)), None)
         .await;
     assert!(is_lease_lost(&r), "commit by the dead owner: {r:?}");
     store
-        .commit_step("wf1", "new", step("0", json!(0)), None)
+        .commit_step("wf1", "new", &step("0", json!(0)), None)
         .await
         .expect("commit");
     store
@@ -364,13 +366,13 @@ pub async fn concurrent_writers<S: Store>(store: S) {
             for s in 0..STEPS {
                 let position = s.to_string();
                 store
-                    .commit_step(&id, "w", step(&position, json!({ "w": w, "s": s })), None)
+                    .commit_step(&id, "w", &step(&position, json!({ "w": w, "s": s })), None)
                     .await
                     .unwrap_or_else(|e| panic!("commit {id}/{position}: {e}"));
                 // Parallel branches of one workflow, committing into their own namespaces.
                 let branch = format!("{w}/{s}");
                 store
-                    .commit_step("shared", "w", step(&branch, json!(branch)), None)
+                    .commit_step("shared", "w", &step(&branch, json!(branch)), None)
                     .await
                     .unwrap_or_else(|e| panic!("commit shared/{branch}: {e}"));
             }

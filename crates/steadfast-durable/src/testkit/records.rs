@@ -72,7 +72,7 @@ pub async fn get_and_list<S: Store>(store: S) {
     );
     for p in ["0", "1", "2"] {
         store
-            .commit_step("wf1", "w", step(p, json!(p)), None)
+            .commit_step("wf1", "w", &step(p, json!(p)), None)
             .await
             .expect("commit");
     }
@@ -173,13 +173,13 @@ pub async fn journal_round_trip<S: Store>(store: S) {
             seq: 999, // ignored by the store
         };
         store
-            .commit_step("wf", "w", record.clone(), None)
+            .commit_step("wf", "w", &record, None)
             .await
             .expect("commit");
         written.push(record);
         if i == 2 {
             store
-                .commit_step("other", "w", step("0", json!("other")), None)
+                .commit_step("other", "w", &step("0", json!("other")), None)
                 .await
                 .expect("commit");
         }
@@ -214,11 +214,11 @@ pub async fn journal_round_trip<S: Store>(store: S) {
 pub async fn duplicate_step<S: Store>(store: S) {
     create_running(&store, "wf", "w").await;
     store
-        .commit_step("wf", "w", step("0", json!("first")), None)
+        .commit_step("wf", "w", &step("0", json!("first")), None)
         .await
         .expect("commit");
     let r = store
-        .commit_step("wf", "w", step("0", json!("second")), None)
+        .commit_step("wf", "w", &step("0", json!("second")), None)
         .await;
     assert_eq!(
         r,
@@ -229,7 +229,7 @@ pub async fn duplicate_step<S: Store>(store: S) {
         "second commit of position 0"
     );
     store
-        .commit_step("wf", "w", step("1", json!("next")), None)
+        .commit_step("wf", "w", &step("1", json!("next")), None)
         .await
         .expect("commit after duplicate");
     let journal = store.load_journal("wf").await.expect("journal");

@@ -1,0 +1,316 @@
+//! The write path: one write connection, leader/follower group commit.
+//!
+//! Every write is a request (a closure over the write connection) put in one queue. Whoever
+//! finds the queue without a leader becomes the leader and commits every request waiting in it
+//! in one transaction (see [`crate::batch`]); the others wait for their answers.
+//!
+//! - **On the caller's thread.** With [`Durability::ProcessCrashSafe`] a commit is a few
+//!   `write`s to the WAL and no `fsync`, so the caller that finds no leader commits the batch
+//!   itself: no hand-off to another thread and back. It first yields once to its executor, so
+//!   that writes issued at the same moment (the other branches of a join, other tasks) join its
+//!   transaction. It never waits for a lock: when another process holds the write lock, the
+//!   batch goes to the writer thread, which waits under the busy timeout.
+//! - **On the writer thread.** With [`Durability::PowerLossSafe`] (an `fsync` per commit), for a
+//!   batch that met a lock, for requests that arrive while a caller's commit runs, and when the
+//!   checkpoints need it (see [`crate::checkpoint`]), the dedicated writer thread leads, so an
+//!   async executor never waits for a lock or a disk sync.
+//!
+//! [`Durability::ProcessCrashSafe`]: crate::Durability::ProcessCrashSafe
+//! [`Durability::PowerLossSafe`]: crate::Durability::PowerLossSafe
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use steadfast_durable::StoreError;
+use tokio::sync::oneshot;
+
+use crate::batch::{Job, Request, commit_batch};
+use crate::checkpoint::{Checkpoints, task};
+use crate::schema::map_err;
+
+/// At most this many requests share one transaction.
+const MAX_BATCH: usize = 512;
+
+/// A caller that leads commits at most this many batches before it hands the queue to the
+/// writer thread: requests keep arriving under load, and its own caller is waiting.
+const CALLER_BATCHES: usize = 4;
+
+/// Counters of the write path.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) transactions: AtomicU64,
+    pub(crate) requests: AtomicU64,
+}
+
+/// Who commits the requests in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leader {
+    /// Nobody: the next request's caller leads (or wakes the writer thread).
+    None,
+    /// A caller, on its own thread.
+    Caller,
+    /// The writer thread.
+    Thread,
+}
+
+struct Queue {
+    jobs: VecDeque<Job>,
+    leader: Leader,
+    closed: bool,
+}
+
+/// The write connection and whether its busy handler currently waits for locks.
+struct WriteConn {
+    conn: Connection,
+    waits: bool,
+}
+
+impl WriteConn {
+    /// Wait for locks (under the busy timeout) or fail at once with "busy".
+    fn set_waits(&mut self, waits: bool, busy_timeout: Duration) {
+        if self.waits != waits {
+            let t = if waits { busy_timeout } else { Duration::ZERO };
+            if self.conn.busy_timeout(t).is_ok() {
+                self.waits = waits;
+            }
+        }
+    }
+}
+
+/// The write side of a store: its connection, its queue and its thread's wake-up.
+pub(crate) struct Writer {
+    conn: Mutex<WriteConn>,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    /// Whether callers may commit on their own threads (no `fsync` per commit).
+    inline: bool,
+    checkpoints: Arc<Checkpoints>,
+    busy_timeout: Duration,
+    pub(crate) counters: Counters,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn stopped() -> StoreError {
+    StoreError::Backend("the store's connection threads have stopped".into())
+}
+
+impl Writer {
+    /// The write side over `conn` (in WAL mode, its busy timeout set to `busy_timeout`), its
+    /// WAL checkpointed by `checkpoints`. `inline`: callers commit on their own threads when
+    /// they can.
+    pub(crate) fn new(
+        mut conn: Connection,
+        inline: bool,
+        busy_timeout: Duration,
+        checkpoints: Arc<Checkpoints>,
+    ) -> Result<Self, StoreError> {
+        let mut hook = checkpoints.hook();
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages| {
+            hook(pages);
+            Ok(())
+        }))
+        .map_err(map_err)?;
+        Ok(Writer {
+            conn: Mutex::new(WriteConn { conn, waits: true }),
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                leader: Leader::None,
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            inline,
+            checkpoints,
+            busy_timeout,
+            counters: Counters::default(),
+        })
+    }
+
+    /// Run `f` in the next write transaction; its result once that transaction committed.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let lead = {
+            let mut q = lock(&self.queue);
+            if q.closed {
+                return Err(stopped());
+            }
+            q.jobs.push_back(Box::new(Request { f, tx }));
+            match q.leader {
+                Leader::None if self.inline => {
+                    q.leader = Leader::Caller;
+                    true
+                }
+                Leader::None => {
+                    self.hand_to_thread(&mut q);
+                    false
+                }
+                // The leader takes the request with its next batch.
+                Leader::Caller | Leader::Thread => false,
+            }
+        };
+        if lead {
+            let mut lead = Lead {
+                writer: self,
+                done: false,
+            };
+            // Writes issued at this moment join the transaction: the other branches of a
+            // join are polled before this future is polled again.
+            YieldOnce(false).await;
+            lead.commit();
+        }
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Stop: the writer thread answers what is queued, then ends.
+    pub(crate) fn close(&self) {
+        lock(&self.queue).closed = true;
+        self.wake.notify_all();
+    }
+
+    /// Give the queue to the writer thread.
+    fn hand_to_thread(&self, q: &mut Queue) {
+        q.leader = Leader::Thread;
+        self.wake.notify_one();
+    }
+
+    fn take_batch(q: &mut Queue) -> Vec<Job> {
+        let n = q.jobs.len().min(MAX_BATCH);
+        q.jobs.drain(..n).collect()
+    }
+
+    fn count(&self, requests: usize) {
+        self.counters.transactions.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .requests
+            .fetch_add(requests as u64, Ordering::Relaxed);
+    }
+
+    /// The writer thread's loop: lead whenever the queue is handed to it.
+    pub(crate) fn thread_loop(&self) {
+        loop {
+            let (owed, batch) = {
+                let mut q = lock(&self.queue);
+                loop {
+                    if q.leader == Leader::Thread {
+                        let owed = self.checkpoints.writer_task();
+                        if owed == task::FINISH || !q.jobs.is_empty() {
+                            break (owed, Self::take_batch(&mut q));
+                        }
+                        q.leader = Leader::None;
+                    }
+                    if q.closed && q.leader == Leader::None {
+                        return;
+                    }
+                    q = self.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            let mut conn = lock(&self.conn);
+            if owed == task::FINISH {
+                self.checkpoints.finish(&conn.conn);
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            conn.set_waits(true, self.busy_timeout);
+            self.count(batch.len());
+            // Waiting for the lock, the batch cannot come back.
+            let _ = commit_batch(&conn.conn, batch, false);
+            self.checkpoints.committed_on_thread();
+        }
+    }
+}
+
+/// Pending once, after waking its task: whatever else the task polls now (the other branches
+/// of a join) runs before the caller's commit. (Unlike `tokio::task::yield_now`, it wakes the
+/// task at once, so an executor that polls a self-woken future again at once, as the durable
+/// engine's worker does, need not go through its scheduler.)
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+/// A caller's leadership; dropped before it has committed (its future was cancelled), it
+/// hands the queue to the writer thread.
+struct Lead<'a> {
+    writer: &'a Writer,
+    done: bool,
+}
+
+impl Lead<'_> {
+    fn commit(&mut self) {
+        let w = self.writer;
+        let mut conn = lock(&w.conn);
+        // Never wait for a lock on the caller's thread: hand the batch over instead.
+        conn.set_waits(false, w.busy_timeout);
+        for _ in 0..CALLER_BATCHES {
+            if w.checkpoints.writer_task() != task::NONE {
+                break;
+            }
+            let batch = {
+                let mut q = lock(&w.queue);
+                if q.jobs.is_empty() {
+                    break;
+                }
+                Writer::take_batch(&mut q)
+            };
+            let n = batch.len();
+            if let Some(batch) = commit_batch(&conn.conn, batch, true) {
+                // Another process holds the write lock.
+                let mut q = lock(&w.queue);
+                for job in batch.into_iter().rev() {
+                    q.jobs.push_front(job);
+                }
+                w.hand_to_thread(&mut q);
+                self.done = true;
+                return;
+            }
+            w.count(n);
+        }
+        drop(conn);
+        let mut q = lock(&w.queue);
+        if q.jobs.is_empty() {
+            q.leader = Leader::None;
+        } else {
+            w.hand_to_thread(&mut q);
+        }
+        self.done = true;
+    }
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let w = self.writer;
+            w.hand_to_thread(&mut lock(&w.queue));
+        }
+    }
+}
+
+/// Start the writer thread of `writer`.
+pub(crate) fn spawn(writer: Arc<Writer>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("steadfast-sqlite-writer".into())
+        .spawn(move || writer.thread_loop())
+}

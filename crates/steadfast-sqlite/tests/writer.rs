@@ -1,0 +1,168 @@
+//! The write path: writes issued together share a transaction (group commit) whether they
+//! come from one task or many, a leader whose future is dropped hands its batch on, and the WAL
+//! starts over under a steady stream of commits instead of growing.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::json;
+use steadfast_durable::{NewWorkflow, StepKind, StepRecord, Store};
+use steadfast_sqlite::{Durability, SqliteOptions, SqliteStore};
+
+use common::TempDb;
+
+fn step(position: usize) -> StepRecord {
+    StepRecord {
+        position: position.to_string(),
+        step_id: format!("s#{position}"),
+        kind: StepKind::Step,
+        name: "s".into(),
+        input_hash: "h".into(),
+        input: Some(json!(position)),
+        output: Ok(json!({ "n": position })),
+        attempts: 1,
+        started_at: 1,
+        duration_us: 2,
+        seq: 0,
+    }
+}
+
+/// A store with workflow `wf` claimed by owner `w`.
+async fn claimed(db: &TempDb, durability: Durability) -> SqliteStore {
+    let store = db.open_with(SqliteOptions {
+        durability,
+        ..SqliteOptions::default()
+    });
+    store
+        .create_workflow(NewWorkflow {
+            id: "wf".into(),
+            name: "n".into(),
+            input: json!(null),
+            parent_id: None,
+        })
+        .await
+        .unwrap();
+    let claims = store
+        .claim("w", &["n".to_owned()], 1, Duration::from_secs(600), &[])
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 1);
+    store
+}
+
+async fn commits_of_one_task_share_a_transaction(durability: Durability) {
+    let db = TempDb::new(&format!("one-task-{durability:?}"));
+    let store = claimed(&db, durability).await;
+    let steps: Vec<StepRecord> = (0..32).map(step).collect();
+    let before = store.stats();
+    // Like the branches of `ctx.join_all`: all polled by one task.
+    let results =
+        futures::future::join_all(steps.iter().map(|s| store.commit_step("wf", "w", s, None)))
+            .await;
+    let after = store.stats();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(after.requests - before.requests, 32);
+    assert!(
+        after.transactions - before.transactions <= 2,
+        "32 writes of one task took {} transactions",
+        after.transactions - before.transactions
+    );
+    assert_eq!(store.load_journal("wf").await.unwrap().len(), 32);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn commits_of_one_task_share_a_transaction_process_crash_safe() {
+    commits_of_one_task_share_a_transaction(Durability::ProcessCrashSafe).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_of_one_task_share_a_transaction_power_loss_safe() {
+    commits_of_one_task_share_a_transaction(Durability::PowerLossSafe).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commits_of_many_tasks_are_grouped() {
+    let db = TempDb::new("many-tasks");
+    let store = std::sync::Arc::new(claimed(&db, Durability::ProcessCrashSafe).await);
+    let before = store.stats();
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    let s = step(t * 1000 + i);
+                    store.commit_step("wf", "w", &s, None).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let after = store.stats();
+    assert_eq!(after.requests - before.requests, 400);
+    assert!(after.transactions - before.transactions <= 400);
+    let journal = store.load_journal("wf").await.unwrap();
+    assert_eq!(journal.len(), 400);
+    let mut seqs: Vec<i64> = journal.iter().map(|s| s.seq).collect();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 400, "one sequence number per step");
+}
+
+/// A caller that leads a batch and is dropped before it commits (its task was cancelled)
+/// leaves the batch to the writer thread: nobody waits forever, and the write still happens,
+/// as a request already handed to a writer always did.
+#[tokio::test(flavor = "current_thread")]
+async fn a_dropped_leader_hands_its_batch_on() {
+    let db = TempDb::new("dropped-leader");
+    let store = claimed(&db, Durability::ProcessCrashSafe).await;
+    let first = step(1);
+    let mut fut = store.commit_step("wf", "w", &first, None);
+    assert!(
+        futures::poll!(&mut fut).is_pending(),
+        "the leader yields first"
+    );
+    drop(fut);
+    let second = step(2);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        store.commit_step("wf", "w", &second, None),
+    )
+    .await
+    .expect("the next write is not stuck behind the dropped one")
+    .unwrap();
+    let positions: Vec<String> = store
+        .load_journal("wf")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.position)
+        .collect();
+    assert_eq!(positions, ["1", "2"]);
+}
+
+fn wal_len(db: &TempDb) -> u64 {
+    let mut p = db.path().to_owned().into_os_string();
+    p.push("-wal");
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Commits back to back never leave a pause in which a checkpoint could finish by itself; the
+/// writer makes the WAL start over all the same, so it stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_starts_over_under_steady_commits() {
+    let db = TempDb::new("wal-bound");
+    let store = claimed(&db, Durability::ProcessCrashSafe).await;
+    let mut largest = 0;
+    for i in 0..12_000 {
+        store.commit_step("wf", "w", &step(i), None).await.unwrap();
+        if i % 500 == 0 {
+            largest = largest.max(wal_len(&db));
+        }
+    }
+    largest = largest.max(wal_len(&db));
+    // Without starting over, these 12,000 commits make it about 130 MB.
+    assert!(largest < 60 << 20, "the WAL grew to {} MB", largest >> 20);
+    assert_eq!(store.load_journal("wf").await.unwrap().len(), 12_000);
+}
