@@ -107,52 +107,72 @@ impl Drop for Cluster {
     }
 }
 
+/// `steadfast worker --engine temporal` on `address`/`queue`, its models at `url`, its stderr
+/// in `log`; the first line of its stdout comes on the receiver.
+fn spawn_worker(
+    address: &str,
+    queue: &str,
+    url: &str,
+    log: &std::path::Path,
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_steadfast"))
+        .args(["worker", "--engine", "temporal"])
+        .args(["--temporal-address", address, "--task-queue", queue])
+        .env("OPENAI_BASE_URL", url)
+        .env("OPENAI_API_KEY", "test-key")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).expect("the worker's log"))
+        .spawn()
+        .expect("spawn the worker");
+    let out = worker.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (worker, rx)
+}
+
 impl Cluster {
     /// A dev server, the model server, and a worker that has said it is ready.
     fn start(tag: &str) -> Option<Cluster> {
         let server = dev_server(tag)?;
         let (url, seen) = model_server();
         let queue = format!("cli-{tag}");
-        let mut worker = Command::new(env!("CARGO_BIN_EXE_steadfast"))
-            .args(["worker", "--engine", "temporal"])
-            .args([
-                "--temporal-address",
-                &server.address(),
-                "--task-queue",
-                &queue,
-            ])
-            .env("OPENAI_BASE_URL", &url)
-            .env("OPENAI_API_KEY", "test-key")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the worker");
-        let out = worker.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut cluster = Cluster {
-            server,
-            queue,
-            seen,
-            worker,
-        };
+        // A worker that exits before it is ready (the machine overloaded by other servers, say)
+        // is started once more; its stderr goes into the failure message.
+        let mut attempt = 1;
         loop {
-            let line = match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(l) => l,
-                Err(_) => {
-                    let status = cluster.worker.try_wait();
-                    panic!("the worker never said it was ready (exit: {status:?})");
+            let log = std::env::temp_dir().join(format!(
+                "steadfast-cli-worker-{tag}-{}-{attempt}.log",
+                std::process::id()
+            ));
+            let (mut worker, rx) = spawn_worker(&server.address(), &queue, &url, &log);
+            match rx.recv_timeout(Duration::from_secs(90)) {
+                Ok(line) if line.starts_with("Worker on task queue") => {
+                    assert!(line.contains(&queue), "{line}");
+                    return Some(Cluster {
+                        server,
+                        queue,
+                        seen,
+                        worker,
+                    });
                 }
-            };
-            if line.starts_with("Worker on task queue") {
-                assert!(line.contains(&cluster.queue), "{line}");
-                return Some(cluster);
+                other => {
+                    let status = worker.try_wait();
+                    let _ = worker.kill();
+                    let _ = worker.wait();
+                    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+                    assert!(
+                        attempt < 2 && matches!(status, Ok(Some(_))),
+                        "the worker never said it was ready ({other:?}, exit {status:?}):\n{stderr}"
+                    );
+                    eprintln!("the worker exited before it was ready; once more:\n{stderr}");
+                    attempt += 1;
+                }
             }
         }
     }
