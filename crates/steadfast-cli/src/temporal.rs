@@ -274,28 +274,15 @@ fn header(out: &mut impl Write, h: &TemporalHistory, totals: &Totals) -> std::io
         fields.push(("Closed", when(t)));
     }
     if let Some(v) = &h.input {
-        fields.push(("Input", render::shorten(&compact(v), HEADER_VALUE)));
+        fields.push(("Input", render::shorten(&render::compact(v), HEADER_VALUE)));
     }
     if let Some(v) = &h.output {
-        fields.push(("Output", render::shorten(&compact(v), HEADER_VALUE)));
+        fields.push(("Output", render::shorten(&render::compact(v), HEADER_VALUE)));
     }
     if let Some(e) = &h.error {
         fields.push(("Error", render::shorten(e, HEADER_VALUE)));
     }
-    let mut usage = format!(
-        "{} over {} model request(s), {} input + {} output tokens",
-        render::usd(totals.cost_usd),
-        totals.requests,
-        totals.input_tokens,
-        totals.output_tokens
-    );
-    if totals.unpriced_requests > 0 {
-        usage.push_str(&format!(
-            " ({} request(s) of models without a known price are not in the cost)",
-            totals.unpriced_requests
-        ));
-    }
-    fields.push(("Usage", usage));
+    fields.push(("Usage", totals.describe()));
     fields.push((
         "Events",
         format!("{} in the newest run's history", w.history_events),
@@ -335,7 +322,7 @@ fn rows(out: &mut impl Write, steps: &[StepRow]) -> std::io::Result<()> {
             s.status.to_string(),
             s.input
                 .as_ref()
-                .map(|v| render::shorten(&compact(v), ROW_INPUT))
+                .map(|v| render::shorten(&render::compact(v), ROW_INPUT))
                 .unwrap_or_default(),
         ]);
         if s.reissued > 0 {
@@ -353,10 +340,6 @@ fn rows(out: &mut impl Write, steps: &[StepRow]) -> std::io::Result<()> {
         }
     }
     table.write(out)
-}
-
-fn compact(v: &Value) -> String {
-    serde_json::to_string(v).unwrap_or_default()
 }
 
 async fn cancel(client: &TemporalClient, out: &mut impl Write, id: &str) -> anyhow::Result<()> {

@@ -31,6 +31,24 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// One line for people: cost, requests, tokens, and the requests left out of the cost.
+    pub fn describe(&self) -> String {
+        let mut line = format!(
+            "{} over {} model request(s), {} input + {} output tokens",
+            crate::render::usd(self.cost_usd),
+            self.requests,
+            self.input_tokens,
+            self.output_tokens
+        );
+        if self.unpriced_requests > 0 {
+            line.push_str(&format!(
+                " ({} request(s) of models without a known price are not in the cost)",
+                self.unpriced_requests
+            ));
+        }
+        line
+    }
+
     /// The totals of a journal.
     pub fn of(steps: &[StepRecord]) -> Self {
         let enclosing: HashSet<String> = steps

@@ -66,28 +66,18 @@ fn header(out: &mut impl Write, h: &History, totals: &Totals) -> std::io::Result
     if let (WorkflowStatus::Suspended, Some(at)) = (w.status, w.wake_at) {
         fields.push(("Wakes", render::datetime(at)));
     }
-    fields.push(("Input", render::shorten(&compact(&w.input), HEADER_VALUE)));
+    fields.push((
+        "Input",
+        render::shorten(&render::compact(&w.input), HEADER_VALUE),
+    ));
     match (w.status, &w.output) {
         (WorkflowStatus::Completed, Some(v)) => {
-            fields.push(("Output", render::shorten(&compact(v), HEADER_VALUE)));
+            fields.push(("Output", render::shorten(&render::compact(v), HEADER_VALUE)));
         }
         (_, Some(v)) => fields.push(("Error", render::shorten(&error_text(v), HEADER_VALUE))),
         (_, None) => {}
     }
-    let mut usage = format!(
-        "{} over {} model request(s), {} input + {} output tokens",
-        render::usd(totals.cost_usd),
-        totals.requests,
-        totals.input_tokens,
-        totals.output_tokens
-    );
-    if totals.unpriced_requests > 0 {
-        usage.push_str(&format!(
-            " ({} request(s) of models without a known price are not in the cost)",
-            totals.unpriced_requests
-        ));
-    }
-    fields.push(("Usage", usage));
+    fields.push(("Usage", totals.describe()));
     fields.push((
         "Steps",
         format!(
@@ -133,7 +123,9 @@ fn steps(
     ]);
     for s in steps {
         let input = match (s.kind, &s.input) {
-            (StepKind::Tool | StepKind::Step, Some(v)) => render::shorten(&compact(v), STEP_INPUT),
+            (StepKind::Tool | StepKind::Step, Some(v)) => {
+                render::shorten(&render::compact(v), STEP_INPUT)
+            }
             _ => String::new(),
         };
         table.row(vec![
@@ -176,15 +168,11 @@ fn steps(
     table.write(out)
 }
 
-fn compact(v: &Value) -> String {
-    serde_json::to_string(v).unwrap_or_default()
-}
-
 /// The message of a recorded error (`{"error": "..."}`), or the JSON as is.
 fn error_text(v: &Value) -> String {
     match v.get("error") {
         Some(Value::String(s)) => s.clone(),
-        _ => compact(v),
+        _ => render::compact(v),
     }
 }
 
