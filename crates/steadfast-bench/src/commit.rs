@@ -1,6 +1,7 @@
-//! The cost of committing one durable step, sequentially, on SQLite in each durability mode:
-//! `Store::commit_step` called directly (one workflow claimed by one owner), and one `ctx.step`
-//! end to end inside a workflow. The baseline is the same on the in-memory store.
+//! The cost of committing one durable step, sequentially, on SQLite in each durability mode
+//! (process-crash safe with and without the step log): `Store::commit_step` called directly
+//! (one workflow claimed by one owner), and one `ctx.step` end to end inside a workflow. The
+//! baseline is the same on the in-memory store.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -11,10 +12,12 @@ use steadfast_durable::{
     Engine, MemoryStore, NewWorkflow, StepError, StepKind, StepRecord, Store, Workflow,
     WorkflowCtx, WorkflowError, now_millis,
 };
-use steadfast_sqlite::Durability;
+use steadfast_sqlite::{Durability, SqliteOptions};
 
 use crate::report::{Figure, Report};
-use crate::stats::{Summary, durability_name, durability_short, open_sqlite, summarize, us};
+use crate::stats::{
+    Summary, durability_name, durability_short, open_sqlite, open_sqlite_with, summarize, us,
+};
 
 /// Samples (µs) collected by a workflow through its deps.
 #[derive(Debug, Default)]
@@ -144,17 +147,27 @@ async fn measure_memory(n: usize) -> anyhow::Result<Both> {
     })
 }
 
-async fn measure_sqlite(dir: &Path, d: Durability, n: usize) -> anyhow::Result<Both> {
-    let name = durability_short(d).to_lowercase();
-    let store = open_sqlite(dir.join(format!("commit-direct-{name}.db")), d).await?;
+async fn measure_sqlite(dir: &Path, options: SqliteOptions, n: usize) -> anyhow::Result<Both> {
+    let name = mode_name(&options).to_lowercase().replace([' ', ','], "-");
+    let path = |what: &str| dir.join(format!("commit-{what}-{name}.db"));
+    let store = open_sqlite_with(path("direct"), options.clone()).await?;
     let direct = direct_commits(&store, n, 20, None).await?;
     drop(store);
-    let store = open_sqlite(dir.join(format!("commit-step-{name}.db")), d).await?;
+    let store = open_sqlite_with(path("step"), options).await?;
     let step = step_commits(&Engine::new(store), n as u32 + 20, 20).await?;
     Ok(Both {
         direct: summarize(direct),
         step: summarize(step),
     })
+}
+
+/// A mode's name in the report: the durability, and whether steps go through the step log.
+fn mode_name(options: &SqliteOptions) -> String {
+    let d = durability_short(options.durability);
+    match (options.durability, options.step_log) {
+        (Durability::ProcessCrashSafe, false) => format!("{d}, no step log"),
+        _ => d.to_string(),
+    }
 }
 
 /// `commit_step` after 1 ms of idling each time (threads parked), on its own file.
@@ -190,15 +203,25 @@ pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result
         .vs("MemoryStore commit_step", mem.direct.median)
         .note(format!("p90 {:.2} µs, n={}", mem.step.p90, mem.step.n)),
     );
-    for d in [Durability::ProcessCrashSafe, Durability::PowerLossSafe] {
+    let modes = [
+        (Durability::ProcessCrashSafe, true),
+        (Durability::ProcessCrashSafe, false),
+        (Durability::PowerLossSafe, true),
+    ];
+    for (d, step_log) in modes {
         let n = match (quick, d) {
             (true, _) => 20,
             (false, Durability::ProcessCrashSafe) => 3000,
             (false, Durability::PowerLossSafe) => 500,
         };
-        let s = measure_sqlite(dir, d, n).await?;
-        let mode = durability_short(d);
-        let target = (d == Durability::ProcessCrashSafe).then_some(100.0);
+        let options = SqliteOptions {
+            durability: d,
+            step_log,
+            ..SqliteOptions::default()
+        };
+        let mode = mode_name(&options);
+        let s = measure_sqlite(dir, options, n).await?;
+        let target = (d == Durability::ProcessCrashSafe && step_log).then_some(100.0);
         for (what, sum, base_name, base) in [
             (
                 "commit_step",
@@ -215,7 +238,16 @@ pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result
                 "µs",
             )
             .vs(base_name, base.median)
-            .note(format!("{}, n={}", durability_name(d), sum.n));
+            .note(format!(
+                "{}{}, n={}",
+                durability_name(d),
+                if step_log {
+                    ""
+                } else {
+                    ", every step a transaction"
+                },
+                sum.n
+            ));
             if let Some(t) = target {
                 f = f.target(format!("≤ {t} µs"), sum.median <= t);
             }
@@ -225,7 +257,7 @@ pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result
                     .vs(format!("{base_name} p90"), base.p90),
             );
         }
-        if d == Durability::ProcessCrashSafe {
+        if d == Durability::ProcessCrashSafe && step_log {
             let idle = measure_idle(dir, d, if quick { 10 } else { 500 }).await?;
             report.add(
                 Figure::new(

@@ -1,6 +1,7 @@
 //! The `game` section: a durable 50-question game with scripted [`FunctionModel`]s (no network)
 //! against the same game run plainly. Durable runs on SQLite (the default, process-crash-safe
-//! durability) and, to separate the engine from the database, on the in-memory store.
+//! durability, with the step log and without) and, to separate the engine from the database,
+//! on the in-memory store.
 //!
 //! [`FunctionModel`]: steadfast_core::FunctionModel
 
@@ -8,11 +9,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use steadfast_durable::{Engine, MemoryStore, Store};
-use steadfast_sqlite::Durability;
+use steadfast_sqlite::{Durability, SqliteOptions};
 
 use crate::game::{self, GameWorkflow};
 use crate::report::{Figure, Report};
-use crate::stats::{median, ms, open_sqlite};
+use crate::stats::{median, ms, open_sqlite, open_sqlite_with};
 use crate::timed_store::{StoreProbe, TimedStore};
 
 const K: u32 = 50;
@@ -102,6 +103,25 @@ pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result
                 sqlite.commit.median,
                 sqlite.commit.p90
             )),
+    );
+    let options = SqliteOptions {
+        step_log: false,
+        ..SqliteOptions::default()
+    };
+    let store = open_sqlite_with(dir.join("game-no-log.db"), options).await?;
+    let unlogged = durable_games(store, "sqlite-no-log-game", games).await?;
+    report.add(
+        Figure::new(
+            "game",
+            "durable game, SQLite NORMAL, no step log",
+            unlogged.wall_ms,
+            "ms",
+        )
+        .vs("plain game", plain)
+        .note(format!(
+            "every step a transaction; commit_step median {:.1} µs",
+            unlogged.commit.median
+        )),
     );
     let mem = durable_games(MemoryStore::new(), "memory-game", games).await?;
     report.add(

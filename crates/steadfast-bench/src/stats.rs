@@ -98,6 +98,14 @@ pub async fn open_sqlite(path: PathBuf, durability: Durability) -> anyhow::Resul
         durability,
         ..SqliteOptions::default()
     };
+    open_sqlite_with(path, options).await
+}
+
+/// Open a SQLite store with `options` on a blocking thread.
+pub async fn open_sqlite_with(
+    path: PathBuf,
+    options: SqliteOptions,
+) -> anyhow::Result<SqliteStore> {
     let store =
         tokio::task::spawn_blocking(move || SqliteStore::open_with(path, options)).await??;
     Ok(store)

@@ -11,6 +11,7 @@ use steadfast_durable::StoreError;
 use tokio::sync::oneshot;
 
 use crate::schema::map_err;
+use crate::steplog::StepLog;
 
 /// A write request, type-erased.
 pub(crate) trait WriteJob: Send {
@@ -84,12 +85,14 @@ pub(crate) fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Apply `batch` in one transaction and answer every request. With `give_back`, a batch whose
-/// transaction cannot start because another connection holds the lock is returned unanswered.
+/// Apply `batch` in one transaction, after the steps waiting in `log`, and answer every
+/// request. With `give_back`, a batch whose transaction cannot start because another
+/// connection holds the lock is returned unanswered.
 pub(crate) fn commit_batch(
     conn: &Connection,
     mut batch: Vec<Job>,
     give_back: bool,
+    log: Option<&StepLog>,
 ) -> Option<Vec<Job>> {
     if !conn.is_autocommit() {
         // A request panicked in the middle of the previous transaction.
@@ -105,7 +108,24 @@ pub(crate) fn commit_batch(
         }
         return None;
     }
-    if batch.len() == 1 {
+    // The logged steps come first: what the requests write (a workflow's end, say) comes
+    // after its steps.
+    let flushed = match log.map(|l| l.flush_into(conn)).transpose() {
+        Ok(n) => n.unwrap_or(0),
+        Err(e) => {
+            let _ = exec(conn, "ROLLBACK");
+            for job in batch {
+                job.fail(e.clone());
+            }
+            return None;
+        }
+    };
+    let done = |commit: &Result<(), StoreError>| {
+        if let (Ok(()), Some(log)) = (commit, log) {
+            log.flushed(flushed);
+        }
+    };
+    if batch.len() == 1 && flushed == 0 {
         let job = batch.pop().expect("a batch of one");
         let (ok, answer) = job.run(conn);
         let end = if ok {
@@ -156,6 +176,7 @@ pub(crate) fn commit_batch(
     if commit.is_err() && !conn.is_autocommit() {
         let _ = exec(conn, "ROLLBACK");
     }
+    done(&commit);
     for answer in answers {
         answer.send(commit.clone());
     }

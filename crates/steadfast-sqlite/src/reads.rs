@@ -226,3 +226,17 @@ pub(crate) fn next_wake(conn: &Connection, names: &str) -> Result<Option<Millis>
     .query_row([names], |r| r.get(0))
     .map_err(map_err)
 }
+
+/// The positions in workflow `id`'s journal.
+pub(crate) fn positions(
+    conn: &Connection,
+    id: &str,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT position FROM journal WHERE workflow_id = ?1")
+        .map_err(map_err)?;
+    let rows = stmt
+        .query_map([id], |r| r.get::<_, String>(0))
+        .map_err(map_err)?;
+    rows.map(|r| r.map_err(map_err)).collect()
+}

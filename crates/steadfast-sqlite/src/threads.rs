@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::checkpoint::Checkpoints;
 use crate::schema::{connect, map_err};
+use crate::steplog::StepLog;
 use crate::writer::{self, Writer, stopped};
 use crate::{Durability, SqliteOptions};
 
@@ -63,11 +64,13 @@ impl Threads {
     ) -> Result<Self, StoreError> {
         let inline = options.durability == Durability::ProcessCrashSafe;
         let checkpoints = Arc::new(Checkpoints::default());
+        let log = (inline && options.step_log).then(|| Arc::new(StepLog::new(path)));
         let writer = Arc::new(Writer::new(
             conn,
             inline,
             options.busy_timeout,
             checkpoints.clone(),
+            log,
         )?);
         let (read_tx, read_rx) = mpsc::channel::<ReadJob>();
         let mut threads = Threads {

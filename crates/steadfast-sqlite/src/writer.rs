@@ -21,7 +21,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use steadfast_durable::StoreError;
@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 use crate::batch::{Job, Request, commit_batch};
 use crate::checkpoint::{Checkpoints, task};
 use crate::schema::map_err;
+use crate::steplog::{FLUSH_DELAY, StepLog};
 
 /// At most this many requests share one transaction.
 const MAX_BATCH: usize = 512;
@@ -60,6 +61,8 @@ struct Queue {
     jobs: VecDeque<Job>,
     leader: Leader,
     closed: bool,
+    /// When the writer thread flushes the step log (if no transaction did before).
+    flush_at: Option<Instant>,
 }
 
 /// The write connection and whether its busy handler currently waits for locks.
@@ -90,6 +93,8 @@ pub(crate) struct Writer {
     checkpoints: Arc<Checkpoints>,
     busy_timeout: Duration,
     pub(crate) counters: Counters,
+    /// The step log, which every transaction flushes first.
+    pub(crate) log: Option<Arc<StepLog>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -109,6 +114,7 @@ impl Writer {
         inline: bool,
         busy_timeout: Duration,
         checkpoints: Arc<Checkpoints>,
+        log: Option<Arc<StepLog>>,
     ) -> Result<Self, StoreError> {
         let mut hook = checkpoints.hook();
         conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages| {
@@ -122,13 +128,26 @@ impl Writer {
                 jobs: VecDeque::new(),
                 leader: Leader::None,
                 closed: false,
+                flush_at: None,
             }),
             wake: Condvar::new(),
             inline,
             checkpoints,
             busy_timeout,
             counters: Counters::default(),
+            log,
         })
+    }
+
+    /// Have the writer thread flush the step log within `delay`, unless a transaction does
+    /// before.
+    pub(crate) fn flush_within(&self, delay: Duration) {
+        let at = Instant::now() + delay;
+        let mut q = lock(&self.queue);
+        if q.flush_at.is_none_or(|t| at < t) {
+            q.flush_at = Some(at);
+            self.wake.notify_one();
+        }
     }
 
     /// Run `f` in the next write transaction; its result once that transaction committed.
@@ -194,38 +213,74 @@ impl Writer {
             .fetch_add(requests as u64, Ordering::Relaxed);
     }
 
-    /// The writer thread's loop: lead whenever the queue is handed to it.
+    /// The writer thread's loop: lead whenever the queue is handed to it, and flush the step
+    /// log when asked to.
     pub(crate) fn thread_loop(&self) {
         loop {
-            let (owed, batch) = {
+            let (owed, batch, flush) = {
                 let mut q = lock(&self.queue);
                 loop {
+                    let now = Instant::now();
+                    let flush = q.flush_at.is_some_and(|t| t <= now);
+                    if flush && q.leader == Leader::None {
+                        q.leader = Leader::Thread;
+                    }
                     if q.leader == Leader::Thread {
                         let owed = self.checkpoints.writer_task();
-                        if owed == task::FINISH || !q.jobs.is_empty() {
-                            break (owed, Self::take_batch(&mut q));
+                        if owed == task::FINISH || !q.jobs.is_empty() || flush {
+                            if flush {
+                                q.flush_at = None;
+                            }
+                            break (owed, Self::take_batch(&mut q), flush);
                         }
                         q.leader = Leader::None;
                     }
                     if q.closed && q.leader == Leader::None {
+                        drop(q);
+                        self.close_log();
                         return;
                     }
-                    q = self.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                    q = match q.flush_at {
+                        Some(t) => {
+                            let wait = t.saturating_duration_since(now);
+                            match self.wake.wait_timeout(q, wait) {
+                                Ok((q, _)) => q,
+                                Err(e) => e.into_inner().0,
+                            }
+                        }
+                        None => self.wake.wait(q).unwrap_or_else(|e| e.into_inner()),
+                    };
                 }
             };
             let mut conn = lock(&self.conn);
             if owed == task::FINISH {
                 self.checkpoints.finish(&conn.conn);
             }
-            if batch.is_empty() {
+            let flush = flush && self.log.as_ref().is_some_and(|l| l.has_pending());
+            if batch.is_empty() && !flush {
                 continue;
             }
             conn.set_waits(true, self.busy_timeout);
             self.count(batch.len());
             // Waiting for the lock, the batch cannot come back.
-            let _ = commit_batch(&conn.conn, batch, false);
+            let _ = commit_batch(&conn.conn, batch, false, self.log.as_deref());
             self.checkpoints.committed_on_thread();
+            if self.log.as_ref().is_some_and(|l| l.has_pending()) {
+                // The flush failed (a lock held past the busy timeout, say): try again.
+                drop(conn);
+                self.flush_within(FLUSH_DELAY);
+            }
         }
+    }
+
+    /// The last flush of the step log, then its segment goes.
+    fn close_log(&self) {
+        let Some(log) = &self.log else { return };
+        if log.has_pending() {
+            let conn = lock(&self.conn);
+            let _ = commit_batch(&conn.conn, Vec::new(), false, Some(log));
+        }
+        log.close();
     }
 }
 
@@ -276,7 +331,7 @@ impl Lead<'_> {
                 Writer::take_batch(&mut q)
             };
             let n = batch.len();
-            if let Some(batch) = commit_batch(&conn.conn, batch, true) {
+            if let Some(batch) = commit_batch(&conn.conn, batch, true, w.log.as_deref()) {
                 // Another process holds the write lock.
                 let mut q = lock(&w.queue);
                 for job in batch.into_iter().rev() {

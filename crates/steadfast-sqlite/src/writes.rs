@@ -6,13 +6,14 @@
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use steadfast_durable::{
-    AttemptRecord, Claim, Created, LeaseState, Millis, NewWorkflow, Outcome, StepRecord,
-    StoreError, WorkflowStatus, now_millis,
+    AttemptRecord, Claim, Created, LeaseState, Millis, NewWorkflow, Outcome, StepFailure, StepKind,
+    StepRecord, StoreError, WorkflowStatus, now_millis,
 };
 
-use crate::reads::{WORKFLOW_COLUMNS, encoded, get_workflow, status, workflow};
+use crate::reads::{WORKFLOW_COLUMNS, encoded, get_workflow, json, status, workflow};
 use crate::schema::map_err;
 
 /// The output stored for a workflow cancelled while it was not running (the engine's own).
@@ -20,7 +21,7 @@ fn cancelled_output() -> Value {
     serde_json::json!({ "error": "cancelled" })
 }
 
-fn lease_until(now: Millis, lease: Duration) -> Millis {
+pub(crate) fn lease_until(now: Millis, lease: Duration) -> Millis {
     now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
 }
 
@@ -165,21 +166,23 @@ pub(crate) fn renew(
     Ok(states)
 }
 
-/// A step record as the journal stores it, with its JSON encoded.
+/// A step record as the journal stores it, with its JSON encoded. It is also the record of the
+/// step log (see [`crate::steplog`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct EncodedStep {
-    id: String,
-    owner: String,
-    position: String,
-    step_id: String,
-    kind: &'static str,
-    name: String,
-    input_hash: String,
-    input: Option<String>,
-    output: String,
-    ok: bool,
-    attempts: u32,
-    started_at: Millis,
-    duration_us: i64,
+    pub(crate) id: String,
+    pub(crate) owner: String,
+    pub(crate) position: String,
+    pub(crate) step_id: String,
+    pub(crate) kind: StepKind,
+    pub(crate) name: String,
+    pub(crate) input_hash: String,
+    pub(crate) input: Option<String>,
+    pub(crate) output: String,
+    pub(crate) ok: bool,
+    pub(crate) attempts: u32,
+    pub(crate) started_at: Millis,
+    pub(crate) duration_us: i64,
 }
 
 impl EncodedStep {
@@ -198,7 +201,7 @@ impl EncodedStep {
             owner: owner.to_owned(),
             position: step.position.clone(),
             step_id: step.step_id.clone(),
-            kind: step.kind.as_str(),
+            kind: step.kind,
             name: step.name.clone(),
             input_hash: step.input_hash.clone(),
             input,
@@ -210,7 +213,39 @@ impl EncodedStep {
         })
     }
 
-    fn duplicate(&self) -> StoreError {
+    /// The record again, with sequence number `seq`.
+    pub(crate) fn decode(&self, seq: i64) -> Result<StepRecord, StoreError> {
+        let what =
+            |field: &str| format!("the {field} of step `{}` of `{}`", self.position, self.id);
+        let input = match &self.input {
+            Some(text) => Some(json(text, &what("input"))?),
+            None => None,
+        };
+        let output = if self.ok {
+            Ok(json(&self.output, &what("output"))?)
+        } else {
+            Err(
+                serde_json::from_str::<StepFailure>(&self.output).map_err(|e| {
+                    StoreError::Corrupt(format!("{} is not a failure: {e}", what("error")))
+                })?,
+            )
+        };
+        Ok(StepRecord {
+            position: self.position.clone(),
+            step_id: self.step_id.clone(),
+            kind: self.kind,
+            name: self.name.clone(),
+            input_hash: self.input_hash.clone(),
+            input,
+            output,
+            attempts: self.attempts,
+            started_at: self.started_at,
+            duration_us: self.duration_us,
+            seq,
+        })
+    }
+
+    pub(crate) fn duplicate(&self) -> StoreError {
         StoreError::DuplicateStep {
             workflow_id: self.id.clone(),
             position: self.position.clone(),
@@ -264,7 +299,7 @@ pub(crate) fn commit_step(
             step.position,
             owner,
             step.step_id,
-            step.kind,
+            step.kind.as_str(),
             step.name,
             step.input_hash,
             step.input,

@@ -1,5 +1,6 @@
-//! The Store conformance kit on `SqliteStore` (fresh temp files, both durability modes) and on
-//! `MemoryStore`; plus the SQLite-only cases: corrupt files, locks, newer schemas, reopening.
+//! The Store conformance kit on `SqliteStore` (fresh temp files, both durability modes, with
+//! and without the step log) and on `MemoryStore`; plus the SQLite-only cases: corrupt files,
+//! locks, newer schemas, reopening.
 
 mod common;
 
@@ -39,6 +40,20 @@ macro_rules! sqlite_full_cases {
     )*};
 }
 
+macro_rules! sqlite_no_log_cases {
+    ($($case:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            let db = TempDb::new(concat!("kit-nolog-", stringify!($case)));
+            let options = SqliteOptions {
+                step_log: false,
+                ..SqliteOptions::default()
+            };
+            steadfast_durable::testkit::$case(db.open_with(options)).await;
+        }
+    )*};
+}
+
 macro_rules! memory_cases {
     ($($case:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -51,6 +66,11 @@ macro_rules! memory_cases {
 mod sqlite {
     use super::*;
     steadfast_durable::store_kit_cases!(sqlite_cases);
+}
+
+mod sqlite_without_step_log {
+    use super::*;
+    steadfast_durable::store_kit_cases!(sqlite_no_log_cases);
 }
 
 mod sqlite_power_loss_safe {

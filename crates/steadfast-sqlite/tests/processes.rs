@@ -253,3 +253,175 @@ async fn writer_killed_mid_commit_leaves_a_consistent_file() {
     }
     println!("acknowledged before SIGKILL: {acknowledged:?}");
 }
+
+fn segments(path: &Path) -> Vec<PathBuf> {
+    let mut dir = path.to_owned().into_os_string();
+    dir.push("-steplog");
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Child: claim the four workflows and commit steps on them in parallel through the step log,
+/// printing `COMMITTED <workflow> <position>` after each acknowledged commit. Runs until killed.
+async fn logging_child(path: &Path, owner: &str) {
+    let store = Arc::new(SqliteStore::open(path).expect("child opens the store"));
+    let claims = store
+        .claim(owner, &[NAME.to_owned()], 4, LONG, &[])
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 4, "the child claims all four");
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        let owner = owner.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("wf{w}");
+            for i in 0.. {
+                store
+                    .commit_step(&id, &owner, &step(i), None)
+                    .await
+                    .expect("commit");
+                println!("COMMITTED {id} {i}");
+                if i % 50 == 49 {
+                    // Pauses let the writer thread flush now and then, so the kill finds
+                    // steps both in the table and in the log.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Kill the logging child after `enough` acknowledged commits; the acknowledged count per
+/// workflow.
+fn run_and_kill_logging_child(test: &str, path: &Path, enough: usize) -> HashMap<String, usize> {
+    let mut child = spawn_child(test, path, "victim");
+    let stdout = child.stdout.take().expect("child stdout");
+    let mut acknowledged: HashMap<String, usize> = HashMap::new();
+    let start = Instant::now();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read child output");
+        if let Some(rest) = after(&line, "COMMITTED ") {
+            let (id, position) = rest.split_once(' ').expect("COMMITTED <id> <position>");
+            acknowledged.insert(id.to_owned(), position.parse::<usize>().unwrap() + 1);
+            if acknowledged.values().sum::<usize>() >= enough {
+                break;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "child too slow");
+    }
+    child.kill().expect("SIGKILL the child");
+    child.wait().expect("reap the child");
+    acknowledged
+}
+
+/// Every acknowledged step of `acknowledged` is in `store`'s journal, in order.
+async fn assert_journals(store: &SqliteStore, acknowledged: &HashMap<String, usize>) {
+    for w in 0..4 {
+        let id = format!("wf{w}");
+        let journal = store.load_journal(&id).await.unwrap();
+        let acked = acknowledged.get(&id).copied().unwrap_or(0);
+        assert!(
+            journal.len() >= acked,
+            "{id}: {acked} commits acknowledged but only {} in the journal",
+            journal.len()
+        );
+        for (i, s) in journal.iter().enumerate() {
+            assert_eq!(
+                s,
+                &StepRecord {
+                    seq: s.seq,
+                    ..step(i)
+                },
+                "{id} step {i}"
+            );
+        }
+        assert!(journal.windows(2).all(|p| p[0].seq < p[1].seq));
+    }
+}
+
+/// A worker killed while its steps sit in the step log loses none of them: the next claim
+/// imports its log before taking over its workflows, and deletes the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logged_steps_of_a_killed_worker_are_imported_by_the_next_claim() {
+    const TEST: &str = "logged_steps_of_a_killed_worker_are_imported_by_the_next_claim";
+    if let Some((path, owner)) = child_args() {
+        return logging_child(&path, &owner).await;
+    }
+    let db = TempDb::new("steplog-claim");
+    // Opened before the child runs: only its claim can find the child's log.
+    let store = db.open();
+    for w in 0..4 {
+        store
+            .create_workflow(new_wf(&format!("wf{w}")))
+            .await
+            .unwrap();
+    }
+    let acknowledged = run_and_kill_logging_child(TEST, db.path(), 800);
+    assert_eq!(
+        segments(db.path()).len(),
+        1,
+        "the killed worker's log is left"
+    );
+
+    let dead = vec!["victim".to_owned()];
+    let claimed = store
+        .claim("survivor", &[NAME.to_owned()], 4, LONG, &dead)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.len(),
+        4,
+        "the dead owner's workflows are taken over"
+    );
+    assert!(
+        segments(db.path()).is_empty(),
+        "the imported log is deleted"
+    );
+    assert_journals(&store, &acknowledged).await;
+    for w in 0..4 {
+        let id = format!("wf{w}");
+        let n = store.load_journal(&id).await.unwrap().len();
+        store
+            .commit_step(&id, "survivor", &step(n), None)
+            .await
+            .unwrap();
+        let r = store.commit_step(&id, "victim", &step(n + 1), None).await;
+        assert!(r.is_err(), "the killed owner is fenced off");
+    }
+    println!("acknowledged before SIGKILL: {acknowledged:?}");
+}
+
+/// Opening the file imports the log of a killed worker: `steadfast show` after a crash shows
+/// every step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn opening_the_file_imports_the_log_of_a_killed_worker() {
+    const TEST: &str = "opening_the_file_imports_the_log_of_a_killed_worker";
+    if let Some((path, owner)) = child_args() {
+        return logging_child(&path, &owner).await;
+    }
+    let db = TempDb::new("steplog-open");
+    let store = db.open();
+    for w in 0..4 {
+        store
+            .create_workflow(new_wf(&format!("wf{w}")))
+            .await
+            .unwrap();
+    }
+    drop(store);
+    let acknowledged = run_and_kill_logging_child(TEST, db.path(), 400);
+    let reader = db.open_with(steadfast_sqlite::SqliteOptions {
+        step_log: false,
+        ..Default::default()
+    });
+    assert!(
+        segments(db.path()).is_empty(),
+        "the imported log is deleted"
+    );
+    assert_journals(&reader, &acknowledged).await;
+}

@@ -1,6 +1,8 @@
 //! The write path: writes issued together share a transaction (group commit) whether they
 //! come from one task or many, a leader whose future is dropped hands its batch on, and the WAL
-//! starts over under a steady stream of commits instead of growing.
+//! starts over under a steady stream of commits instead of growing. The step log: steps commit
+//! without a transaction each, reach the journal table soon after, and the log file goes with
+//! the store.
 
 mod common;
 
@@ -28,12 +30,22 @@ fn step(position: usize) -> StepRecord {
     }
 }
 
-/// A store with workflow `wf` claimed by owner `w`.
+/// A store with workflow `wf` claimed by owner `w`; every step commits by transaction.
 async fn claimed(db: &TempDb, durability: Durability) -> SqliteStore {
-    let store = db.open_with(SqliteOptions {
-        durability,
-        ..SqliteOptions::default()
-    });
+    claimed_with(
+        db,
+        SqliteOptions {
+            durability,
+            step_log: false,
+            ..SqliteOptions::default()
+        },
+    )
+    .await
+}
+
+/// A store opened with `options`, with workflow `wf` claimed by owner `w`.
+async fn claimed_with(db: &TempDb, options: SqliteOptions) -> SqliteStore {
+    let store = db.open_with(options);
     store
         .create_workflow(NewWorkflow {
             id: "wf".into(),
@@ -165,4 +177,84 @@ async fn the_wal_starts_over_under_steady_commits() {
     // Without starting over, these 12,000 commits make it about 130 MB.
     assert!(largest < 60 << 20, "the WAL grew to {} MB", largest >> 20);
     assert_eq!(store.load_journal("wf").await.unwrap().len(), 12_000);
+}
+
+fn segments(db: &TempDb) -> Vec<std::path::PathBuf> {
+    let mut dir = db.path().to_owned().into_os_string();
+    dir.push("-steplog");
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// With the step log, steps commit without a transaction each; they reach the journal table
+/// (what another process reads) within moments, and the log's file goes with the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_steps_reach_the_table_soon_and_the_log_goes_with_the_store() {
+    let db = TempDb::new("step-log");
+    let store = claimed_with(&db, SqliteOptions::default()).await;
+    let before = store.stats();
+    for i in 0..100 {
+        store.commit_step("wf", "w", &step(i), None).await.unwrap();
+    }
+    let after = store.stats();
+    assert!(
+        after.transactions - before.transactions <= 10,
+        "100 logged steps took {} transactions",
+        after.transactions - before.transactions
+    );
+    // This store sees every step at once, in commit order.
+    let journal = store.load_journal("wf").await.unwrap();
+    let positions: Vec<String> = journal.iter().map(|s| s.position.clone()).collect();
+    let expected: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    assert_eq!(positions, expected);
+    assert!(journal.windows(2).all(|p| p[0].seq < p[1].seq));
+    assert_eq!(
+        journal[7],
+        StepRecord {
+            seq: journal[7].seq,
+            ..step(7)
+        }
+    );
+    // A logged position is a duplicate like any other.
+    let again = store.commit_step("wf", "w", &step(3), None).await;
+    assert!(
+        matches!(
+            again,
+            Err(steadfast_durable::StoreError::DuplicateStep { .. })
+        ),
+        "{again:?}"
+    );
+    assert_eq!(
+        segments(&db).len(),
+        1,
+        "one log file while the store is open"
+    );
+
+    // Another store on the file reads the table alone.
+    let other = db.open_with(SqliteOptions {
+        step_log: false,
+        ..SqliteOptions::default()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = other.load_journal("wf").await.unwrap();
+        if seen.len() == 100 {
+            assert_eq!(seen, journal, "the table holds what the log held");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of 100 logged steps reached the table",
+            seen.len()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(store);
+    assert!(
+        segments(&db).is_empty(),
+        "log files left: {:?}",
+        segments(&db)
+    );
 }

@@ -1,0 +1,121 @@
+//! The step log's records: a 12-byte header (length, epoch, CRC-32 of the epoch and the
+//! payload, little-endian `u32`s), then the step as JSON.
+
+use std::path::Path;
+
+use crate::writes::EncodedStep;
+
+/// The size of a record's header.
+pub(super) const HEADER: usize = 12;
+
+/// A record with its header's length filled in (epoch and CRC come later), or `None` if the
+/// step cannot be encoded.
+pub(super) fn encode(step: &EncodedStep, epoch: u32) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; HEADER];
+    serde_json::to_writer(&mut buf, step).ok()?;
+    let len = u32::try_from(buf.len() - HEADER).ok()?;
+    buf[0..4].copy_from_slice(&len.to_le_bytes());
+    buf[4..8].copy_from_slice(&epoch.to_le_bytes());
+    Some(buf)
+}
+
+/// Fill in the CRC-32 of the epoch and the payload.
+pub(super) fn seal(record: &mut [u8]) {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&record[4..8]);
+    h.update(&record[HEADER..]);
+    let crc = h.finalize();
+    record[8..12].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(b)
+}
+
+/// The steps of a segment: its records from the start, up to the first that is empty, torn,
+/// or of another epoch than the first.
+pub(super) fn decode_segment(bytes: &[u8], path: &Path) -> Vec<EncodedStep> {
+    let mut steps = Vec::new();
+    let mut at = 0usize;
+    let mut epoch = None;
+    while at + HEADER <= bytes.len() {
+        let len = u32_at(bytes, at) as usize;
+        let e = u32_at(bytes, at + 4);
+        let end = at + HEADER + len;
+        if len == 0 || end > bytes.len() || epoch.is_some_and(|first| first != e) {
+            break;
+        }
+        let mut h = crc32fast::Hasher::new();
+        h.update(&bytes[at + 4..at + 8]);
+        h.update(&bytes[at + HEADER..end]);
+        if h.finalize() != u32_at(bytes, at + 8) {
+            break;
+        }
+        match serde_json::from_slice::<EncodedStep>(&bytes[at + HEADER..end]) {
+            Ok(step) => steps.push(step),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "a step log record is not a step");
+                break;
+            }
+        }
+        epoch = Some(e);
+        at = end;
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use steadfast_durable::StepKind;
+
+    fn step(position: &str) -> EncodedStep {
+        EncodedStep {
+            id: "wf".into(),
+            owner: "w".into(),
+            position: position.into(),
+            step_id: format!("s#{position}"),
+            kind: StepKind::Step,
+            name: "s".into(),
+            input_hash: "0".into(),
+            input: None,
+            output: "1".into(),
+            ok: true,
+            attempts: 1,
+            started_at: 0,
+            duration_us: 0,
+        }
+    }
+
+    fn record(s: &EncodedStep, epoch: u32) -> Vec<u8> {
+        let mut r = encode(s, epoch).unwrap();
+        seal(&mut r);
+        r
+    }
+
+    #[test]
+    fn a_segment_reads_back_up_to_a_torn_or_stale_record() {
+        let p = Path::new("test.log");
+        let mut seg = [record(&step("0"), 7), record(&step("1"), 7)].concat();
+        let whole = seg.len();
+        assert_eq!(decode_segment(&seg, p).len(), 2);
+        // A record of an older epoch further on is not read.
+        seg.extend(record(&step("2"), 6));
+        assert_eq!(decode_segment(&seg, p).len(), 2);
+        // A torn record ends the segment.
+        let mut torn = seg[..whole].to_vec();
+        torn.extend(&record(&step("3"), 7)[..20]);
+        assert_eq!(decode_segment(&torn, p).len(), 2);
+        // A flipped byte fails the CRC.
+        let mut bad = seg[..whole].to_vec();
+        let last = bad.len() - 2;
+        bad[last] ^= 1;
+        assert_eq!(decode_segment(&bad, p).len(), 1);
+        // A zeroed header (a segment started over) holds nothing.
+        let mut reset = seg.clone();
+        reset[..HEADER].fill(0);
+        assert!(decode_segment(&reset, p).is_empty());
+    }
+}
