@@ -203,4 +203,8 @@ impl Store for TimedStore {
     fn next_wake<'a>(&'a self, names: &'a [String]) -> StoreFuture<'a, Option<Millis>> {
         self.timed("next_wake", self.inner.next_wake(names))
     }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        self.timed("flush", self.inner.flush())
+    }
 }

@@ -436,4 +436,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// The earliest `wake_at` among suspended workflows named in `names`, to sleep until.
     fn next_wake<'a>(&'a self, names: &'a [String]) -> StoreFuture<'a, Option<Millis>>;
+
+    /// Make everything committed so far visible to other processes sharing the database. A
+    /// store may keep commits where only its own process reads them for a moment (the SQLite
+    /// store's step log: safe from a crash, read by other processes once flushed); this
+    /// flushes them. A worker's `shutdown` calls it. The default does nothing.
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }

@@ -163,7 +163,9 @@ impl Worker {
     }
 
     /// Stop claiming, stop the running workflows (everything they finished is in the journal),
-    /// and release their leases so any worker can pick them up at once.
+    /// release their leases so any worker can pick them up at once, and flush the store
+    /// ([`Store::flush`](crate::Store::flush)), so that other processes see everything the
+    /// worker did.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         if let Some(j) = self.join.take() {
@@ -193,6 +195,10 @@ impl Worker {
                     },
                 )
                 .await;
+        }
+        // What this worker committed is visible to other processes once it has stopped.
+        if let Err(e) = self.shared.engine.store().flush().await {
+            tracing::warn!(error = %e, "cannot flush the store at shutdown");
         }
     }
 }

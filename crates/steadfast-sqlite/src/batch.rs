@@ -11,7 +11,7 @@ use steadfast_durable::StoreError;
 use tokio::sync::oneshot;
 
 use crate::schema::map_err;
-use crate::steplog::StepLog;
+use crate::steplog::{ALL, StepLog};
 
 /// A write request, type-erased.
 pub(crate) trait WriteJob: Send {
@@ -19,6 +19,8 @@ pub(crate) trait WriteJob: Send {
     fn run(self: Box<Self>, conn: &Connection) -> (bool, Box<dyn Answer>);
     /// Answer without running (the transaction could not start).
     fn fail(self: Box<Self>, err: StoreError);
+    /// Whether the step log must reach the database before this request runs.
+    fn flushes(&self) -> bool;
 }
 
 /// The answer of an applied request, waiting for the commit.
@@ -30,6 +32,7 @@ pub(crate) trait Answer: Send {
 pub(crate) struct Request<F, T> {
     pub(crate) f: F,
     pub(crate) tx: oneshot::Sender<Result<T, StoreError>>,
+    pub(crate) flush: bool,
 }
 
 struct Applied<T> {
@@ -55,6 +58,10 @@ where
 
     fn fail(self: Box<Self>, err: StoreError) {
         let _ = self.tx.send(Err(err));
+    }
+
+    fn flushes(&self) -> bool {
+        self.flush
     }
 }
 
@@ -85,14 +92,16 @@ pub(crate) fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Apply `batch` in one transaction, after the steps waiting in `log`, and answer every
-/// request. With `give_back`, a batch whose transaction cannot start because another
-/// connection holds the lock is returned unanswered.
+/// Apply `batch` in one transaction and answer every request. Entries of `log` come first:
+/// all of them if a request asks for it, else the first `flush` (a background flush). With
+/// `give_back`, a batch whose transaction cannot start because another connection holds the
+/// lock is returned unanswered.
 pub(crate) fn commit_batch(
     conn: &Connection,
     mut batch: Vec<Job>,
     give_back: bool,
     log: Option<&StepLog>,
+    flush: usize,
 ) -> Option<Vec<Job>> {
     if !conn.is_autocommit() {
         // A request panicked in the middle of the previous transaction.
@@ -110,7 +119,13 @@ pub(crate) fn commit_batch(
     }
     // The logged steps come first: what the requests write (a workflow's end, say) comes
     // after its steps.
-    let flushed = match log.map(|l| l.flush_into(conn)).transpose() {
+    let limit = if batch.iter().any(|j| j.flushes()) {
+        ALL
+    } else {
+        flush
+    };
+    let log = log.filter(|_| limit > 0);
+    let flushed = match log.map(|l| l.flush_into(conn, limit)).transpose() {
         Ok(n) => n.unwrap_or(0),
         Err(e) => {
             let _ = exec(conn, "ROLLBACK");

@@ -184,6 +184,14 @@ impl SqliteStore {
         self.inner.threads.writer.log.as_deref()
     }
 
+    /// Move what waits in the step log into the database (for reads across workflows).
+    async fn flush_log(&self) -> Result<(), StoreError> {
+        if self.log().is_some_and(|l| l.has_pending()) {
+            self.inner.threads.write(|_| Ok(())).await?;
+        }
+        Ok(())
+    }
+
     /// The newest schema version this build reads and writes.
     pub fn schema_version() -> i64 {
         schema::supported_version()
@@ -208,15 +216,27 @@ impl Store for SqliteStore {
     fn create_workflow(&self, new: NewWorkflow) -> StoreFuture<'_, Created> {
         Box::pin(async move {
             let t = &self.inner.threads;
-            t.write(move |c| writes::create_workflow(c, &new)).await
+            // A new workflow has nothing in the log; an existing one is reported as it is.
+            if self.log().is_some_and(|l| l.holds(&new.id)) {
+                t.write(move |c| writes::create_workflow(c, &new)).await
+            } else {
+                t.write_unflushed(move |c| writes::create_workflow(c, &new))
+                    .await
+            }
         })
     }
 
     fn get_workflow<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<WorkflowRecord>> {
-        let id = id.to_owned();
+        let key = id.to_owned();
         Box::pin(async move {
             let t = &self.inner.threads;
-            t.read_quick(move |c| reads::get_workflow(c, &id)).await
+            // The log's view first: an end flushed meanwhile is then in both, never in neither.
+            let ended = self.log().and_then(|l| l.pending_finish(id));
+            let mut record = t.read_quick(move |c| reads::get_workflow(c, &key)).await?;
+            if let (Some(r), Some(end)) = (record.as_mut(), ended) {
+                steplog::apply_finish(r, end);
+            }
+            Ok(record)
         })
     }
 
@@ -224,9 +244,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let t = &self.inner.threads;
             // Step counts come from the journal table: the logged steps go there first.
-            if self.log().is_some_and(|l| l.has_pending()) {
-                t.write(|_| Ok(())).await?;
-            }
+            self.flush_log().await?;
             t.read(move |c| reads::list_workflows(c, &filter)).await
         })
     }
@@ -262,16 +280,21 @@ impl Store for SqliteStore {
             }
             let asked = now_millis();
             let who = owner.clone();
-            let (claims, positions) = t
-                .write(move |c| {
-                    let claims = writes::claim(c, &who, &names, limit, lease, &dead)?;
-                    let positions = claims
-                        .iter()
-                        .map(|cl| reads::positions(c, &cl.record.id))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    Ok((claims, positions))
-                })
-                .await?;
+            let claim = move |c: &rusqlite::Connection| {
+                let claims = writes::claim(c, &who, &names, limit, lease, &dead)?;
+                let positions = claims
+                    .iter()
+                    .map(|cl| reads::positions(c, &cl.record.id))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((claims, positions))
+            };
+            // Only a workflow whose lease expired or whose owner died can change hands: the
+            // log must reach the database first only if it holds one of those.
+            let (claims, positions) = if log.claim_needs_flush(dead_owners) {
+                t.write(claim).await?
+            } else {
+                t.write_unflushed(claim).await?
+            };
             log.claimed(
                 &owner,
                 writes::lease_until(asked, lease),
@@ -283,7 +306,11 @@ impl Store for SqliteStore {
     }
 
     fn running_owners(&self) -> StoreFuture<'_, Vec<String>> {
-        Box::pin(async move { self.inner.threads.read_quick(reads::running_owners).await })
+        Box::pin(async move {
+            // A logged end is a workflow no longer running.
+            self.flush_log().await?;
+            self.inner.threads.read_quick(reads::running_owners).await
+        })
     }
 
     fn renew<'a>(
@@ -385,9 +412,33 @@ impl Store for SqliteStore {
     }
 
     fn finish<'a>(&'a self, id: &'a str, owner: &'a str, outcome: Outcome) -> StoreFuture<'a, ()> {
-        let (wf, who) = (id.to_owned(), owner.to_owned());
         Box::pin(async move {
             let t = &self.inner.threads;
+            let mut outcome = outcome;
+            if let (Some(log), Outcome::Finished { status, output }) = (self.log(), &outcome) {
+                let end = steplog::FinishEntry {
+                    id: id.to_owned(),
+                    owner: owner.to_owned(),
+                    status: *status,
+                    output: output.clone(),
+                    at: now_millis(),
+                };
+                match log.append_finish(end)? {
+                    steplog::Logged::Done(flush) => {
+                        if let Some(delay) = flush {
+                            t.writer.flush_within(delay);
+                        }
+                        return Ok(());
+                    }
+                    steplog::Logged::Transaction(end) => {
+                        outcome = Outcome::Finished {
+                            status: end.status,
+                            output: end.output,
+                        };
+                    }
+                }
+            }
+            let (wf, who) = (id.to_owned(), owner.to_owned());
             let r = t
                 .write(move |c| writes::finish(c, &wf, &who, &outcome))
                 .await;
@@ -426,6 +477,10 @@ impl Store for SqliteStore {
             let t = &self.inner.threads;
             t.write(move |c| writes::request_cancel(c, &id)).await
         })
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        Box::pin(self.flush_log())
     }
 
     fn next_wake<'a>(&'a self, names: &'a [String]) -> StoreFuture<'a, Option<Millis>> {

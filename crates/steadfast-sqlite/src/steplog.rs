@@ -38,13 +38,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
-use steadfast_durable::{Claim, LeaseState, Millis, StepRecord, StoreError, now_millis};
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use steadfast_durable::{
+    Claim, LeaseState, Millis, StepRecord, StoreError, WorkflowRecord, WorkflowStatus, now_millis,
+};
 
 use crate::writes::EncodedStep;
 
+mod apply;
 mod record;
 
+use apply::apply_all;
 use record::{HEADER, decode_segment, encode, seal};
 
 /// The size of a segment. A step whose record does not fit in what is left commits by
@@ -57,12 +63,59 @@ pub(crate) const FLUSH_DELAY: Duration = Duration::from_millis(10);
 /// With this many steps waiting, the writer thread flushes at once.
 const FLUSH_AT: usize = 256;
 
-/// What became of a step offered to the log.
-pub(crate) enum Logged {
+/// The entry for flushes that must take everything.
+pub(crate) const ALL: usize = usize::MAX;
+
+/// What became of a step or a workflow's end offered to the log.
+pub(crate) enum Logged<T> {
     /// Committed. `Some(delay)`: ask the writer thread to flush within `delay`.
     Done(Option<Duration>),
     /// Not for the log: commit it by transaction.
-    Transaction(EncodedStep),
+    Transaction(T),
+}
+
+/// A record of the log: a step, or the end of a workflow's run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "entry", rename_all = "snake_case")]
+pub(crate) enum Entry {
+    /// A journaled step.
+    Step(EncodedStep),
+    /// A top-level workflow finished for good (`Outcome::Finished`).
+    Finish(FinishEntry),
+}
+
+/// The end of a workflow, as `Store::finish` was given it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct FinishEntry {
+    pub(crate) id: String,
+    pub(crate) owner: String,
+    pub(crate) status: WorkflowStatus,
+    pub(crate) output: Value,
+    /// When it finished (the record's `updated_at`).
+    pub(crate) at: Millis,
+}
+
+impl Entry {
+    fn id(&self) -> &str {
+        match self {
+            Entry::Step(s) => &s.id,
+            Entry::Finish(f) => &f.id,
+        }
+    }
+
+    fn owner(&self) -> &str {
+        match self {
+            Entry::Step(s) => &s.owner,
+            Entry::Finish(f) => &f.owner,
+        }
+    }
+}
+
+/// An entry waiting for the journal table.
+struct Pending {
+    entry: Arc<Entry>,
+    /// The lease's expiry as the store knew it when the entry was logged.
+    expires_at: Millis,
 }
 
 /// A lease this store took, as far as it knows.
@@ -74,6 +127,8 @@ struct LocalLease {
     positions: HashSet<String>,
     /// Whether the journal table may hold steps of the workflow (else the log has them all).
     in_table: bool,
+    /// Whether the workflow is a child (its end wakes its parent: that goes by transaction).
+    child: bool,
 }
 
 struct Segment {
@@ -86,8 +141,8 @@ struct Segment {
 #[derive(Default)]
 struct State {
     segment: Option<Segment>,
-    /// Logged steps not yet in the journal table, in commit order.
-    pending: VecDeque<Arc<EncodedStep>>,
+    /// Logged entries not yet in the database, in commit order.
+    pending: VecDeque<Pending>,
     leases: HashMap<String, LocalLease>,
 }
 
@@ -122,52 +177,92 @@ impl StepLog {
     }
 
     /// Log `step` if its workflow's lease is known to be held by its owner.
-    pub(crate) fn append(&self, step: EncodedStep) -> Result<Logged, StoreError> {
+    pub(crate) fn append(&self, step: EncodedStep) -> Result<Logged<EncodedStep>, StoreError> {
         let mut st = lock(&self.state);
         let Some(lease) = st.leases.get(&step.id) else {
             return Ok(Logged::Transaction(step));
         };
-        if lease.owner != step.owner || now_millis() >= lease.expires_at {
+        let expires_at = lease.expires_at;
+        if lease.owner != step.owner || now_millis() >= expires_at {
             return Ok(Logged::Transaction(step));
         }
         if lease.positions.contains(&step.position) {
             return Err(step.duplicate());
         }
-        let record = match encode(&step, 0) {
-            Some(r) if (r.len() as u64) < SEGMENT_BYTES => r,
-            _ => return Ok(Logged::Transaction(step)),
+        let entry = Entry::Step(step);
+        if !self.write(&mut st, &entry) {
+            let Entry::Step(step) = entry else {
+                unreachable!("a step entry")
+            };
+            return Ok(Logged::Transaction(step));
+        }
+        let Entry::Step(step) = &entry else {
+            unreachable!("a step entry")
+        };
+        if let Some(lease) = st.leases.get_mut(&step.id) {
+            lease.positions.insert(step.position.clone());
+        }
+        Ok(Logged::Done(push(&mut st, entry, expires_at)))
+    }
+
+    /// Log the end of top-level workflow `finish.id` if its lease is known to be held by its
+    /// owner; the lease is then given up.
+    pub(crate) fn append_finish(
+        &self,
+        finish: FinishEntry,
+    ) -> Result<Logged<FinishEntry>, StoreError> {
+        let mut st = lock(&self.state);
+        let Some(lease) = st.leases.get(&finish.id) else {
+            return Ok(Logged::Transaction(finish));
+        };
+        let expires_at = lease.expires_at;
+        if lease.owner != finish.owner
+            || lease.child
+            || now_millis() >= expires_at
+            || !finish.status.is_terminal()
+        {
+            return Ok(Logged::Transaction(finish));
+        }
+        let entry = Entry::Finish(finish);
+        if !self.write(&mut st, &entry) {
+            let Entry::Finish(finish) = entry else {
+                unreachable!("a finish entry")
+            };
+            return Ok(Logged::Transaction(finish));
+        }
+        st.leases.remove(entry.id());
+        Ok(Logged::Done(push(&mut st, entry, expires_at)))
+    }
+
+    /// Write `entry` at the end of the segment; whether it is there.
+    fn write(&self, st: &mut State, entry: &Entry) -> bool {
+        let Some(mut record) = encode(entry, 0).filter(|r| (r.len() as u64) < SEGMENT_BYTES) else {
+            return false;
         };
         if st.segment.is_none() {
             match self.create_segment() {
                 Ok(seg) => st.segment = Some(seg),
                 Err(e) => {
                     tracing::warn!(error = %e, "the step log is unavailable; steps commit by transaction");
-                    return Ok(Logged::Transaction(step));
+                    return false;
                 }
             }
         }
-        let seg = st.segment.as_mut().expect("created above");
+        let Some(seg) = st.segment.as_mut() else {
+            return false;
+        };
         let len = record.len() as u64;
         if seg.offset + len > SEGMENT_BYTES {
-            return Ok(Logged::Transaction(step));
+            return false;
         }
-        let mut record = record;
         record[4..8].copy_from_slice(&seg.epoch.to_le_bytes());
         seal(&mut record);
         if let Err(e) = seg.file.write_all_at(&record, seg.offset) {
             tracing::warn!(error = %e, "cannot write the step log; the step commits by transaction");
-            return Ok(Logged::Transaction(step));
+            return false;
         }
         seg.offset += len;
-        if let Some(lease) = st.leases.get_mut(&step.id) {
-            lease.positions.insert(step.position.clone());
-        }
-        st.pending.push_back(Arc::new(step));
-        Ok(Logged::Done(match st.pending.len() {
-            1 => Some(FLUSH_DELAY),
-            FLUSH_AT => Some(Duration::ZERO),
-            _ => None,
-        }))
+        true
     }
 
     fn create_segment(&self) -> Result<Segment, StoreError> {
@@ -202,30 +297,36 @@ impl StepLog {
         !lock(&self.state).pending.is_empty()
     }
 
-    /// Move the logged steps into the journal, inside the caller's transaction. Returns how
-    /// many were taken, to pass to [`StepLog::flushed`] once the transaction commits.
-    pub(crate) fn flush_into(&self, conn: &Connection) -> Result<usize, StoreError> {
-        let steps: Vec<Arc<EncodedStep>> = lock(&self.state).pending.iter().cloned().collect();
-        insert_all(conn, steps.iter().map(|s| &**s))?;
-        Ok(steps.len())
+    /// Move up to `limit` logged entries into the database, inside the caller's transaction.
+    /// Returns how many were taken, to pass to [`StepLog::flushed`] once the transaction
+    /// commits.
+    pub(crate) fn flush_into(&self, conn: &Connection, limit: usize) -> Result<usize, StoreError> {
+        let entries: Vec<Arc<Entry>> = lock(&self.state)
+            .pending
+            .iter()
+            .take(limit)
+            .map(|p| p.entry.clone())
+            .collect();
+        apply_all(conn, entries.iter().map(|e| &**e))?;
+        Ok(entries.len())
     }
 
-    /// The first `n` logged steps are in the journal now.
+    /// The first `n` logged entries are in the database now.
     pub(crate) fn flushed(&self, n: usize) {
         if n == 0 {
             return;
         }
         let mut st = lock(&self.state);
         let st = &mut *st;
-        for step in st.pending.drain(..n.min(st.pending.len())) {
-            if let Some(lease) = st.leases.get_mut(&step.id) {
+        for p in st.pending.drain(..n.min(st.pending.len())) {
+            if let Some(lease) = st.leases.get_mut(p.entry.id()) {
                 lease.in_table = true;
             }
         }
         if st.pending.is_empty()
             && let Some(seg) = st.segment.as_mut()
         {
-            // Everything is in the journal: start the segment over.
+            // Everything is in the database: start the segment over.
             seg.epoch = seg.epoch.wrapping_add(1).max(1);
             seg.offset = 0;
             if let Err(e) = seg.file.write_all_at(&[0; HEADER], 0) {
@@ -238,11 +339,45 @@ impl StepLog {
 
     /// Workflow `id`'s logged steps not yet in the journal table, and whether the table may
     /// hold others.
-    pub(crate) fn journal_view(&self, id: &str) -> (Vec<Arc<EncodedStep>>, bool) {
+    pub(crate) fn journal_view(&self, id: &str) -> (Vec<Arc<Entry>>, bool) {
         let st = lock(&self.state);
-        let pending = st.pending.iter().filter(|s| s.id == id).cloned().collect();
+        let pending = st
+            .pending
+            .iter()
+            .filter(|p| matches!(&*p.entry, Entry::Step(s) if s.id == id))
+            .map(|p| p.entry.clone())
+            .collect();
         let in_table = st.leases.get(id).is_none_or(|l| l.in_table);
         (pending, in_table)
+    }
+
+    /// The logged end of workflow `id`, if it has not reached the database yet.
+    pub(crate) fn pending_finish(&self, id: &str) -> Option<FinishEntry> {
+        lock(&self.state)
+            .pending
+            .iter()
+            .rev()
+            .find_map(|p| match &*p.entry {
+                Entry::Finish(f) if f.id == id => Some(f.clone()),
+                _ => None,
+            })
+    }
+
+    /// Whether anything of workflow `id` waits in the log.
+    pub(crate) fn holds(&self, id: &str) -> bool {
+        lock(&self.state).pending.iter().any(|p| p.entry.id() == id)
+    }
+
+    /// Whether a claim that takes over the workflows of `dead_owners` and those whose lease
+    /// expired might take one with entries in the log (which must then reach the database
+    /// first).
+    pub(crate) fn claim_needs_flush(&self, dead_owners: &[String]) -> bool {
+        // A claim's transaction runs a moment after this check.
+        let soon = now_millis().saturating_add(1_000);
+        lock(&self.state)
+            .pending
+            .iter()
+            .any(|p| p.expires_at <= soon || dead_owners.iter().any(|d| d == p.entry.owner()))
     }
 
     /// `owner` took these leases, until no earlier than `expires_at`; `positions[i]` is the
@@ -263,6 +398,7 @@ impl StepLog {
                     expires_at,
                     in_table: !positions.is_empty(),
                     positions,
+                    child: claim.record.parent_id.is_some(),
                 },
             );
         }
@@ -325,7 +461,7 @@ impl StepLog {
                     continue;
                 }
             }
-            let steps = match std::fs::read(&path) {
+            let entries = match std::fs::read(&path) {
                 Ok(bytes) => decode_segment(&bytes, &path),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "cannot read a step log");
@@ -335,7 +471,7 @@ impl StepLog {
             found.push(Orphan {
                 path,
                 _file: file,
-                steps,
+                entries,
             });
         }
         // Oldest first: a process's segments, and processes, in the order they were made.
@@ -358,12 +494,12 @@ impl StepLog {
 pub(crate) struct Orphan {
     path: PathBuf,
     _file: File,
-    steps: Vec<EncodedStep>,
+    entries: Vec<Entry>,
 }
 
-/// Import `orphans` into the journal inside the caller's transaction.
+/// Import `orphans` into the database inside the caller's transaction.
 pub(crate) fn import(conn: &Connection, orphans: &[Orphan]) -> Result<usize, StoreError> {
-    insert_all(conn, orphans.iter().flat_map(|o| o.steps.iter()))
+    apply_all(conn, orphans.iter().flat_map(|o| o.entries.iter()))
 }
 
 /// Delete imported segments (their transaction committed).
@@ -405,106 +541,44 @@ pub(crate) fn recover(conn: &Connection, db: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Insert logged steps into the journal, in order, each unless its workflow changed hands or
-/// has it already; how many were. The lease and the last sequence number are read once per
-/// run of steps of one workflow and owner.
-fn insert_all<'a>(
-    conn: &Connection,
-    steps: impl Iterator<Item = &'a EncodedStep>,
-) -> Result<usize, StoreError> {
-    let map = crate::schema::map_err;
-    let mut lease = conn
-        .prepare_cached("SELECT status = 'running' AND owner = ?2 FROM workflows WHERE id = ?1")
-        .map_err(map)?;
-    let mut last = conn
-        .prepare_cached("SELECT coalesce(max(seq), 0) FROM journal WHERE workflow_id = ?1")
-        .map_err(map)?;
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO journal (workflow_id, position, seq, step_id, kind, name, input_hash, \
-                 input, output, ok, attempts, started_at, duration_us) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
-             ON CONFLICT DO NOTHING",
-        )
-        .map_err(map)?;
-    // The workflow and owner of the current run of steps; its next `seq`, if it holds the lease.
-    let mut run: Option<(&str, &str, Option<i64>)> = None;
-    let mut inserted = 0;
-    for step in steps {
-        let next = match &mut run {
-            Some((id, owner, next)) if *id == step.id && *owner == step.owner => next,
-            _ => {
-                let held: Option<bool> = lease
-                    .query_row([&step.id, &step.owner], |r| r.get(0))
-                    .optional()
-                    .map_err(map)?;
-                let next = if held == Some(true) {
-                    Some(
-                        last.query_row([&step.id], |r| r.get::<_, i64>(0))
-                            .map_err(map)?
-                            + 1,
-                    )
-                } else {
-                    None
-                };
-                &mut run.insert((&step.id, &step.owner, next)).2
-            }
-        };
-        let Some(seq) = next else {
-            // A step flushed just before its process died is in the journal already.
-            let there = conn
-                .prepare_cached("SELECT 1 FROM journal WHERE workflow_id = ?1 AND position = ?2")
-                .map_err(map)?
-                .exists([&step.id, &step.position])
-                .map_err(map)?;
-            if !there {
-                tracing::warn!(
-                    workflow_id = %step.id,
-                    step = %step.step_id,
-                    "a logged step was dropped: its worker lost the workflow's lease before it \
-                     reached the journal, so the workflow's new worker runs the step again"
-                );
-            }
-            continue;
-        };
-        let n = insert
-            .execute(params![
-                step.id,
-                step.position,
-                *seq,
-                step.step_id,
-                step.kind.as_str(),
-                step.name,
-                step.input_hash,
-                step.input,
-                step.output,
-                step.ok,
-                step.attempts,
-                step.started_at,
-                step.duration_us,
-            ])
-            .map_err(map)?;
-        if n == 1 {
-            *seq += 1;
-            inserted += 1;
-        }
-    }
-    Ok(inserted)
-}
-
 /// Steps of workflow `id` from the journal table (`rows`, in order) and from the log, as one
 /// journal.
 pub(crate) fn merge(
     mut rows: Vec<StepRecord>,
-    logged: &[Arc<EncodedStep>],
+    logged: &[Arc<Entry>],
 ) -> Result<Vec<StepRecord>, StoreError> {
     let mut seq = rows.last().map_or(0, |r| r.seq);
     let known: HashSet<String> = rows.iter().map(|r| r.position.clone()).collect();
-    for step in logged {
-        if !known.contains(&step.position) {
+    for entry in logged {
+        if let Entry::Step(step) = &**entry
+            && !known.contains(&step.position)
+        {
             seq += 1;
             rows.push(step.decode(seq)?);
         }
     }
     Ok(rows)
+}
+
+/// `record` as it is once logged end `end` reaches the database.
+pub(crate) fn apply_finish(record: &mut WorkflowRecord, end: FinishEntry) {
+    record.status = end.status;
+    record.output = Some(end.output);
+    record.owner = None;
+    record.lease_expires_at = None;
+    record.wake_at = None;
+    record.updated_at = end.at;
+}
+
+/// Queue `entry` (logged) for the database; when to ask the writer thread to flush.
+fn push(st: &mut State, entry: Entry, expires_at: Millis) -> Option<Duration> {
+    st.pending.push_back(Pending {
+        entry: Arc::new(entry),
+        expires_at,
+    });
+    match st.pending.len() {
+        1 => Some(FLUSH_DELAY),
+        FLUSH_AT => Some(Duration::ZERO),
+        _ => None,
+    }
 }

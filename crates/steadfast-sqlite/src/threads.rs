@@ -110,13 +110,23 @@ impl Threads {
         Ok(threads)
     }
 
-    /// Run `f` in the next write transaction.
+    /// Run `f` in the next write transaction, after the entries of the step log.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        self.writer.write(f).await
+        self.writer.write(true, f).await
+    }
+
+    /// Run `f` in the next write transaction; the step log need not reach the database first
+    /// (`f` touches nothing it holds).
+    pub(crate) async fn write_unflushed<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.writer.write(false, f).await
     }
 
     /// Run `f` on a reader connection.

@@ -30,7 +30,11 @@ use tokio::sync::oneshot;
 use crate::batch::{Job, Request, commit_batch};
 use crate::checkpoint::{Checkpoints, task};
 use crate::schema::map_err;
-use crate::steplog::{FLUSH_DELAY, StepLog};
+use crate::steplog::{ALL, StepLog};
+
+/// At most this many entries of the step log go into one transaction of the writer thread's
+/// own, so a caller that needs the write connection meanwhile waits for a short one.
+const FLUSH_CHUNK: usize = 64;
 
 /// At most this many requests share one transaction.
 const MAX_BATCH: usize = 512;
@@ -151,7 +155,8 @@ impl Writer {
     }
 
     /// Run `f` in the next write transaction; its result once that transaction committed.
-    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// With `flush`, the entries of the step log reach the database first.
+    pub(crate) async fn write<T, F>(&self, flush: bool, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
@@ -162,7 +167,7 @@ impl Writer {
             if q.closed {
                 return Err(stopped());
             }
-            q.jobs.push_back(Box::new(Request { f, tx }));
+            q.jobs.push_back(Box::new(Request { f, tx, flush }));
             match q.leader {
                 Leader::None if self.inline => {
                     q.leader = Leader::Caller;
@@ -263,12 +268,14 @@ impl Writer {
             conn.set_waits(true, self.busy_timeout);
             self.count(batch.len());
             // Waiting for the lock, the batch cannot come back.
-            let _ = commit_batch(&conn.conn, batch, false, self.log.as_deref());
+            let chunk = if flush { FLUSH_CHUNK } else { 0 };
+            let _ = commit_batch(&conn.conn, batch, false, self.log.as_deref(), chunk);
             self.checkpoints.committed_on_thread();
-            if self.log.as_ref().is_some_and(|l| l.has_pending()) {
-                // The flush failed (a lock held past the busy timeout, say): try again.
+            if flush && self.log.as_ref().is_some_and(|l| l.has_pending()) {
+                // More than a chunk waits (or the flush failed: a lock held past the busy
+                // timeout, say). Requests queued meanwhile go first.
                 drop(conn);
-                self.flush_within(FLUSH_DELAY);
+                self.flush_within(Duration::ZERO);
             }
         }
     }
@@ -278,7 +285,7 @@ impl Writer {
         let Some(log) = &self.log else { return };
         if log.has_pending() {
             let conn = lock(&self.conn);
-            let _ = commit_batch(&conn.conn, Vec::new(), false, Some(log));
+            let _ = commit_batch(&conn.conn, Vec::new(), false, Some(log), ALL);
         }
         log.close();
     }
@@ -331,7 +338,7 @@ impl Lead<'_> {
                 Writer::take_batch(&mut q)
             };
             let n = batch.len();
-            if let Some(batch) = commit_batch(&conn.conn, batch, true, w.log.as_deref()) {
+            if let Some(batch) = commit_batch(&conn.conn, batch, true, w.log.as_deref(), 0) {
                 // Another process holds the write lock.
                 let mut q = lock(&w.queue);
                 for job in batch.into_iter().rev() {

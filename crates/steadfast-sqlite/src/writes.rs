@@ -391,8 +391,18 @@ pub(crate) fn finish(
     owner: &str,
     outcome: &Outcome,
 ) -> Result<(), StoreError> {
+    finish_at(conn, id, owner, outcome, now_millis())
+}
+
+/// [`finish`] at time `now` (a logged end is applied later than it happened).
+pub(crate) fn finish_at(
+    conn: &Connection,
+    id: &str,
+    owner: &str,
+    outcome: &Outcome,
+    now: Millis,
+) -> Result<(), StoreError> {
     fence(conn, id, owner)?;
-    let now = now_millis();
     match outcome {
         Outcome::Finished { status, output } => {
             if !status.is_terminal() {

@@ -425,3 +425,71 @@ async fn opening_the_file_imports_the_log_of_a_killed_worker() {
     );
     assert_journals(&reader, &acknowledged).await;
 }
+
+/// Child: claim `wf0`, commit three steps and finish it, all through the step log, print
+/// `FINISHED`, then wait to be killed.
+async fn finishing_child(path: &Path, owner: &str) {
+    let store = SqliteStore::open(path).expect("child opens the store");
+    let claims = store
+        .claim(owner, &[NAME.to_owned()], 1, LONG, &[])
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 1);
+    for i in 0..3 {
+        store
+            .commit_step("wf0", owner, &step(i), None)
+            .await
+            .expect("commit");
+    }
+    store
+        .finish(
+            "wf0",
+            owner,
+            steadfast_durable::Outcome::Finished {
+                status: steadfast_durable::WorkflowStatus::Completed,
+                output: json!({ "done": true }),
+            },
+        )
+        .await
+        .expect("finish");
+    let ended = store.get_workflow("wf0").await.unwrap().unwrap();
+    assert_eq!(ended.status, steadfast_durable::WorkflowStatus::Completed);
+    println!("FINISHED");
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+/// A workflow's end committed to the step log survives the kill of its process: the next
+/// process to open the file finds the workflow completed, with its output and its steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_end_survives_the_kill_of_its_process() {
+    const TEST: &str = "a_logged_end_survives_the_kill_of_its_process";
+    if let Some((path, owner)) = child_args() {
+        return finishing_child(&path, &owner).await;
+    }
+    let db = TempDb::new("steplog-finish");
+    let store = db.open();
+    store.create_workflow(new_wf("wf0")).await.unwrap();
+    drop(store);
+    let mut child = spawn_child(TEST, db.path(), "victim");
+    let stdout = child.stdout.take().expect("child stdout");
+    let finished = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("FINISHED"));
+    child.kill().expect("SIGKILL the child");
+    child.wait().expect("reap the child");
+    assert!(finished, "the child did not finish its workflow");
+
+    let store = db.open();
+    assert!(
+        segments(db.path()).is_empty(),
+        "the imported log is deleted"
+    );
+    let wf = store.get_workflow("wf0").await.unwrap().unwrap();
+    assert_eq!(wf.status, steadfast_durable::WorkflowStatus::Completed);
+    assert_eq!(wf.output, Some(json!({ "done": true })));
+    assert_eq!(wf.owner, None);
+    let journal = store.load_journal("wf0").await.unwrap();
+    assert_eq!(journal.len(), 3);
+    assert_eq!(store.running_owners().await.unwrap(), Vec::<String>::new());
+}

@@ -258,3 +258,56 @@ async fn logged_steps_reach_the_table_soon_and_the_log_goes_with_the_store() {
         segments(&db)
     );
 }
+
+/// A workflow's end goes through the step log too: this store reports it at once, other
+/// stores once it is flushed, and nothing counts it as running meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_end_is_seen_here_at_once_and_elsewhere_soon() {
+    use steadfast_durable::{Outcome, WorkflowStatus};
+    let db = TempDb::new("step-log-end");
+    let store = claimed_with(&db, SqliteOptions::default()).await;
+    for i in 0..5 {
+        store.commit_step("wf", "w", &step(i), None).await.unwrap();
+    }
+    let before = store.stats();
+    store
+        .finish(
+            "wf",
+            "w",
+            Outcome::Finished {
+                status: WorkflowStatus::Completed,
+                output: json!("done"),
+            },
+        )
+        .await
+        .unwrap();
+    let here = store.get_workflow("wf").await.unwrap().unwrap();
+    assert_eq!(here.status, WorkflowStatus::Completed);
+    assert_eq!(here.output, Some(json!("done")));
+    assert_eq!(here.owner, None);
+    assert_eq!(store.load_journal("wf").await.unwrap().len(), 5);
+    // The lease is given up: the owner can no longer log steps of it.
+    let late = store.commit_step("wf", "w", &step(9), None).await;
+    assert!(late.is_err(), "a step after the end: {late:?}");
+
+    let other = db.open_with(SqliteOptions {
+        step_log: false,
+        ..SqliteOptions::default()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let there = other.get_workflow("wf").await.unwrap().unwrap();
+        if there.status == WorkflowStatus::Completed {
+            assert_eq!(there, here, "the table holds what the log held");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the end never reached the table"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(other.load_journal("wf").await.unwrap().len(), 5);
+    assert!(store.stats().transactions - before.transactions <= 3);
+    assert!(store.running_owners().await.unwrap().is_empty());
+}

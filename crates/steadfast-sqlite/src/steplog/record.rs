@@ -3,16 +3,16 @@
 
 use std::path::Path;
 
-use crate::writes::EncodedStep;
+use super::Entry;
 
 /// The size of a record's header.
 pub(super) const HEADER: usize = 12;
 
 /// A record with its header's length filled in (epoch and CRC come later), or `None` if the
 /// step cannot be encoded.
-pub(super) fn encode(step: &EncodedStep, epoch: u32) -> Option<Vec<u8>> {
+pub(super) fn encode(entry: &Entry, epoch: u32) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; HEADER];
-    serde_json::to_writer(&mut buf, step).ok()?;
+    serde_json::to_writer(&mut buf, entry).ok()?;
     let len = u32::try_from(buf.len() - HEADER).ok()?;
     buf[0..4].copy_from_slice(&len.to_le_bytes());
     buf[4..8].copy_from_slice(&epoch.to_le_bytes());
@@ -36,7 +36,7 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
 
 /// The steps of a segment: its records from the start, up to the first that is empty, torn,
 /// or of another epoch than the first.
-pub(super) fn decode_segment(bytes: &[u8], path: &Path) -> Vec<EncodedStep> {
+pub(super) fn decode_segment(bytes: &[u8], path: &Path) -> Vec<Entry> {
     let mut steps = Vec::new();
     let mut at = 0usize;
     let mut epoch = None;
@@ -53,7 +53,7 @@ pub(super) fn decode_segment(bytes: &[u8], path: &Path) -> Vec<EncodedStep> {
         if h.finalize() != u32_at(bytes, at + 8) {
             break;
         }
-        match serde_json::from_slice::<EncodedStep>(&bytes[at + HEADER..end]) {
+        match serde_json::from_slice::<Entry>(&bytes[at + HEADER..end]) {
             Ok(step) => steps.push(step),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "a step log record is not a step");
@@ -69,10 +69,11 @@ pub(super) fn decode_segment(bytes: &[u8], path: &Path) -> Vec<EncodedStep> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::writes::EncodedStep;
     use steadfast_durable::StepKind;
 
-    fn step(position: &str) -> EncodedStep {
-        EncodedStep {
+    fn step(position: &str) -> Entry {
+        Entry::Step(EncodedStep {
             id: "wf".into(),
             owner: "w".into(),
             position: position.into(),
@@ -86,10 +87,10 @@ mod tests {
             attempts: 1,
             started_at: 0,
             duration_us: 0,
-        }
+        })
     }
 
-    fn record(s: &EncodedStep, epoch: u32) -> Vec<u8> {
+    fn record(s: &Entry, epoch: u32) -> Vec<u8> {
         let mut r = encode(s, epoch).unwrap();
         seal(&mut r);
         r

@@ -1,0 +1,133 @@
+//! Applying logged entries to the database: at a flush, and when the log of a process that is
+//! gone is imported.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use steadfast_durable::{Outcome, StoreError};
+
+use super::{Entry, FinishEntry};
+use crate::writes;
+
+/// Apply logged entries to the database, in order: insert each step unless its workflow
+/// changed hands or has it already, end each workflow its owner still holds. Returns how many
+/// steps were inserted. The lease and the last sequence number are read once per run of steps
+/// of one workflow and owner.
+pub(crate) fn apply_all<'a>(
+    conn: &Connection,
+    entries: impl Iterator<Item = &'a Entry>,
+) -> Result<usize, StoreError> {
+    let map = crate::schema::map_err;
+    let mut lease = conn
+        .prepare_cached("SELECT status = 'running' AND owner = ?2 FROM workflows WHERE id = ?1")
+        .map_err(map)?;
+    let mut last = conn
+        .prepare_cached("SELECT coalesce(max(seq), 0) FROM journal WHERE workflow_id = ?1")
+        .map_err(map)?;
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO journal (workflow_id, position, seq, step_id, kind, name, input_hash, \
+                 input, output, ok, attempts, started_at, duration_us) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             ON CONFLICT DO NOTHING",
+        )
+        .map_err(map)?;
+    // The workflow and owner of the current run of steps; its next `seq`, if it holds the lease.
+    let mut run: Option<(&str, &str, Option<i64>)> = None;
+    let mut inserted = 0;
+    for entry in entries {
+        let step = match entry {
+            Entry::Step(step) => step,
+            Entry::Finish(f) => {
+                run = None;
+                finish(conn, f)?;
+                continue;
+            }
+        };
+        let next = match &mut run {
+            Some((id, owner, next)) if *id == step.id && *owner == step.owner => next,
+            _ => {
+                let held: Option<bool> = lease
+                    .query_row([&step.id, &step.owner], |r| r.get(0))
+                    .optional()
+                    .map_err(map)?;
+                let next = if held == Some(true) {
+                    Some(
+                        last.query_row([&step.id], |r| r.get::<_, i64>(0))
+                            .map_err(map)?
+                            + 1,
+                    )
+                } else {
+                    None
+                };
+                &mut run.insert((&step.id, &step.owner, next)).2
+            }
+        };
+        let Some(seq) = next else {
+            // A step flushed just before its process died is in the journal already.
+            let there = conn
+                .prepare_cached("SELECT 1 FROM journal WHERE workflow_id = ?1 AND position = ?2")
+                .map_err(map)?
+                .exists([&step.id, &step.position])
+                .map_err(map)?;
+            if !there {
+                tracing::warn!(
+                    workflow_id = %step.id,
+                    step = %step.step_id,
+                    "a logged step was dropped: its worker lost the workflow's lease before it \
+                     reached the journal, so the workflow's new worker runs the step again"
+                );
+            }
+            continue;
+        };
+        let n = insert
+            .execute(params![
+                step.id,
+                step.position,
+                *seq,
+                step.step_id,
+                step.kind.as_str(),
+                step.name,
+                step.input_hash,
+                step.input,
+                step.output,
+                step.ok,
+                step.attempts,
+                step.started_at,
+                step.duration_us,
+            ])
+            .map_err(map)?;
+        if n == 1 {
+            *seq += 1;
+            inserted += 1;
+        }
+    }
+    Ok(inserted)
+}
+
+/// End a workflow as its log says, unless its owner no longer holds it.
+fn finish(conn: &Connection, f: &FinishEntry) -> Result<(), StoreError> {
+    let outcome = Outcome::Finished {
+        status: f.status,
+        output: f.output.clone(),
+    };
+    match writes::finish_at(conn, &f.id, &f.owner, &outcome, f.at) {
+        Ok(()) => Ok(()),
+        Err(StoreError::LeaseLost(_) | StoreError::NotFound(_)) => {
+            // Ended already (flushed just before its process died), or taken over.
+            let status: Option<String> = conn
+                .prepare_cached("SELECT status FROM workflows WHERE id = ?1")
+                .map_err(crate::schema::map_err)?
+                .query_row([&f.id], |r| r.get(0))
+                .optional()
+                .map_err(crate::schema::map_err)?;
+            if status.as_deref() != Some(f.status.as_str()) {
+                tracing::warn!(
+                    workflow_id = %f.id,
+                    "a logged workflow end was dropped: its worker lost the lease before it \
+                     reached the database"
+                );
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
