@@ -10,15 +10,17 @@
 //!   waits for a lock or a disk sync there; a batch that would goes to the writer thread (see
 //!   `writer.rs`).
 //! - **The step log.** With the default durability, a step of a workflow whose lease this store
-//!   holds commits in one `write` to a log file of the store's own (`{db}-steplog/`), not in a
+//!   holds, and the end of such a workflow (unless it is a child, whose end wakes its parent),
+//!   commit in one `write` to a log file of the store's own (`{db}-steplog/`), not in a
 //!   transaction: a write survives the death of the process as a transaction does, for a
-//!   fraction of the cost. Every transaction of the store first moves the logged steps into the
-//!   journal table, so a workflow's end, a consumed message or a claim always comes after the
-//!   steps before it; the writer thread also moves them a few milliseconds after they were
-//!   logged. Opening the file and every claim import the logs of killed processes, so a dead
-//!   worker's workflows are taken over with every step it committed. This process reads its
-//!   own steps at once; another process (`steadfast show`) sees a running workflow's newest
-//!   steps within about 10 ms. Turn it off with [`SqliteOptions::step_log`].
+//!   fraction of the cost. The log moves into the tables many entries per transaction: a few
+//!   milliseconds later on the writer thread, and before any write that must come after it (a
+//!   consumed message, a claim that may take the workflow over, a cancellation). Opening the
+//!   file and every claim import the logs of killed processes, so a dead worker's workflows
+//!   are taken over with everything it committed. This process reads its own entries at once;
+//!   another process (`steadfast show`) sees them within about 10 ms, or once
+//!   [`Store::flush`] returns (a worker's shutdown calls it). Turn it off with
+//!   [`SqliteOptions::step_log`].
 //! - **Checkpoints off the commit path.** A checkpointer thread copies the WAL back into the
 //!   database file while commits go on, and the WAL starts over instead of growing (see
 //!   `checkpoint.rs`).

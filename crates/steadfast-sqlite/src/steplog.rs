@@ -1,32 +1,34 @@
 //! The step log: how a step commits in one `write` instead of one SQLite transaction.
 //!
-//! With [`Durability::ProcessCrashSafe`], a step is committed once its record is in the
-//! kernel: a write to a file survives the death of the process that made it. A SQLite
-//! transaction gives the same guarantee at the cost of locks, B-tree pages and several `write`s
-//! of whole pages. So a step of a workflow whose lease this store took goes to a log file of
-//! this store's own, and into the journal table later, many steps per transaction:
+//! With [`Durability::ProcessCrashSafe`], a write is committed once it is in the kernel: a
+//! write to a file survives the death of the process that made it. A SQLite transaction gives
+//! the same guarantee at the cost of locks, B-tree pages and several `write`s of whole pages.
+//! So the steps of a workflow whose lease this store took, and the workflow's end, go to a log
+//! file of this store's own, and into the tables later, many per transaction:
 //!
-//! - **Segment.** Each store writes to one segment file, `{db}-steplog/{pid}-{n}.log`, created
-//!   on the first logged step and locked (`flock`) while the store is open. A record is a
-//!   12-byte header (length, epoch, CRC-32) and the JSON of the step. The segment is reused
-//!   from its start each time everything in it has reached the journal; the epoch tells the
-//!   records written since from older ones further on.
-//! - **Flush.** Every write transaction of the store first moves the logged steps into the
-//!   journal, so whatever the store writes next (a workflow's end, a mailbox consumption)
-//!   comes after its steps. The writer thread also flushes a little after the first step
-//!   logged, and at once when many wait.
-//! - **Fencing.** A step is logged only while the store knows that its caller holds the
+//! - **Segment.** Each store writes to one segment file, `{db}-steplog/{pid}-….log`, created on
+//!   the first entry and locked (`flock`) while the store is open. A record is a 12-byte header
+//!   (length, epoch, CRC-32) and the entry as JSON. The segment is reused from its start each
+//!   time everything in it has reached the tables; the epoch tells the records written since
+//!   from older ones further on.
+//! - **Flush.** A write transaction that must come after the log's entries (a consumed message,
+//!   a cancellation, a claim that may take over a workflow with entries in the log, any write
+//!   of the workflow's own) moves them into the tables first. The writer thread also flushes, in
+//!   chunks, a little after the first entry and at once when many wait.
+//! - **Fencing.** An entry is logged only while the store knows that its owner holds the
 //!   workflow's lease: it took the lease in `claim` (or extended it in `renew`) and the lease
-//!   has not expired. Anything else, and a record too large for the segment, commits by
-//!   transaction as before. The flush fences again: a step whose workflow changed hands in the
-//!   meantime (its worker stalled past its lease) is dropped, and the new owner runs it again.
+//!   has not expired. Anything else, a child's end, and a record too large for the segment
+//!   commit by transaction as before. The flush fences again: an entry whose workflow changed
+//!   hands in the meantime (its worker stalled past its lease) is dropped, and the new owner
+//!   runs the step again.
 //! - **Recovery.** A segment whose lock can be taken belongs to a store that is gone (a killed
-//!   process). Opening a store and every `claim` import such segments into the journal first,
-//!   fenced by the workflows' owners, then delete them. A dead worker's workflows are thus
-//!   claimed with every step it logged.
-//! - **Reads.** `load_journal` adds the steps still in the log to what the journal table holds.
-//!   Other processes read the table alone: they see a running workflow's newest steps once
-//!   they are flushed (within [`FLUSH_DELAY`]); a workflow's end is written with all its steps.
+//!   process). Opening a store and every `claim` import such segments first, fenced by the
+//!   workflows' owners, then delete them. A dead worker's workflows are thus claimed with
+//!   everything it committed.
+//! - **Reads.** Reads of one workflow (`get_workflow`, `load_journal`) add what the log holds;
+//!   reads across workflows (`list_workflows`, `running_owners`) flush first. Other processes
+//!   read the tables alone: they see the newest entries once flushed (within [`FLUSH_DELAY`],
+//!   or when `Store::flush` returns).
 //!
 //! [`Durability::ProcessCrashSafe`]: crate::Durability::ProcessCrashSafe
 
