@@ -2,17 +2,19 @@
 //! them, then runs the same number of steps one after the other. The SQLite writer commits
 //! whatever requests wait in its queue in one transaction (group commit), so parallel steps
 //! share disk syncs; its [`steadfast_sqlite::WriterStats`] show how many commits each
-//! transaction carried.
+//! transaction carried. With the step log (process-crash safe, the default) a step needs no
+//! transaction at all, so there is nothing to group: the mode without it shows group commit
+//! on the same durability.
 
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use steadfast_durable::{Engine, StepError, Workflow, WorkflowCtx, WorkflowError};
-use steadfast_sqlite::{Durability, SqliteStore};
+use steadfast_sqlite::{Durability, SqliteOptions, SqliteStore};
 
 use crate::report::{Figure, Report};
-use crate::stats::{durability_name, durability_short, open_sqlite};
+use crate::stats::{durability_name, durability_short, open_sqlite_with};
 
 /// One phase of a round: N steps, in parallel or in sequence.
 #[derive(Debug, Clone, Copy)]
@@ -112,9 +114,18 @@ fn rates(phases: &[Phase], parallel: bool) -> (f64, f64, u32) {
     (f64::from(steps) / secs.max(1e-9), per_tx, steps)
 }
 
-async fn measure(dir: &Path, d: Durability, n: u32, rounds: u32) -> anyhow::Result<Vec<Phase>> {
-    let name = durability_short(d).to_lowercase();
-    let store = open_sqlite(dir.join(format!("parallel-{name}.db")), d).await?;
+async fn measure(
+    dir: &Path,
+    options: SqliteOptions,
+    n: u32,
+    rounds: u32,
+) -> anyhow::Result<Vec<Phase>> {
+    let name = format!(
+        "{}{}",
+        durability_short(options.durability).to_lowercase(),
+        if options.step_log { "" } else { "-nolog" }
+    );
+    let store = open_sqlite_with(dir.join(format!("parallel-{name}.db")), options).await?;
     let probe = std::sync::Arc::new(Probe {
         store: store.clone(),
         phases: Mutex::new(Vec::new()),
@@ -141,19 +152,36 @@ async fn measure(dir: &Path, d: Durability, n: u32, rounds: u32) -> anyhow::Resu
 /// The `parallel` section.
 pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result<()> {
     let n = if quick { 8 } else { 64 };
-    for d in [Durability::ProcessCrashSafe, Durability::PowerLossSafe] {
+    let modes = [
+        (Durability::ProcessCrashSafe, true),
+        (Durability::ProcessCrashSafe, false),
+        (Durability::PowerLossSafe, true),
+    ];
+    for (d, step_log) in modes {
         let rounds = match (quick, d) {
             (true, _) => 1,
             (false, Durability::ProcessCrashSafe) => 30,
             (false, Durability::PowerLossSafe) => 10,
         };
-        let phases = measure(dir, d, n, rounds).await?;
+        let options = SqliteOptions {
+            durability: d,
+            step_log,
+            ..SqliteOptions::default()
+        };
+        let phases = measure(dir, options, n, rounds).await?;
         let (par, par_tx, steps) = rates(&phases, true);
         let (seq, seq_tx, _) = rates(&phases, false);
-        let mode = durability_short(d);
+        let mode = match (d, step_log) {
+            (Durability::ProcessCrashSafe, false) => "NORMAL, no step log",
+            _ => durability_short(d),
+        };
         let note = format!(
-            "{}; N={n}, {rounds} rounds, {steps} steps each way",
-            durability_name(d)
+            "{}{}; N={n}, {rounds} rounds, {steps} steps each way",
+            durability_name(d),
+            match (d, step_log) {
+                (Durability::ProcessCrashSafe, true) => ", steps through the step log",
+                _ => "",
+            }
         );
         report.add(
             Figure::new(
