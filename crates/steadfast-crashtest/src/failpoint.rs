@@ -230,6 +230,10 @@ impl<S: Store> Store for FailpointStore<S> {
     fn next_wake<'a>(&'a self, names: &'a [String]) -> StoreFuture<'a, Option<Millis>> {
         self.inner.next_wake(names)
     }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        self.inner.flush()
+    }
 }
 
 #[cfg(test)]
