@@ -33,8 +33,10 @@ use crate::schema::map_err;
 use crate::steplog::{ALL, StepLog};
 
 /// At most this many entries of the step log go into one transaction of the writer thread's
-/// own, so a caller that needs the write connection meanwhile waits for a short one.
-const FLUSH_CHUNK: usize = 64;
+/// own, so a caller that needs the write connection meanwhile waits for a short one. Larger
+/// chunks write each B-tree page fewer times: 64 measured about 85 WAL frames per 151-step
+/// game, 256 about 55.
+const FLUSH_CHUNK: usize = 256;
 
 /// At most this many requests share one transaction.
 const MAX_BATCH: usize = 512;
