@@ -132,7 +132,7 @@ impl Driver for DurableDriver {
         if let Some(remote) = self.remote_step(&spec, || model_request_body(&call)) {
             return Box::pin(async move { decode(remote.await) });
         }
-        let fut = self.ctx.execute(spec, move |_, _| {
+        let fut = self.ctx.execute(spec, move |_| {
             let events = call.events.clone();
             async move {
                 let sink = events.as_ref();
@@ -172,8 +172,8 @@ impl Driver for DurableDriver {
         if let Some(remote) = self.remote_step(&spec, || tool_body(exec.clone())) {
             return Box::pin(async move { decode(remote.await) });
         }
-        let fut = self.ctx.execute(spec, move |sc, nested| {
-            let run = exec(nested.driver(), sc.idempotency_key);
+        let fut = self.ctx.execute(spec, move |a| {
+            let run = exec(a.nested().driver(), a.idempotency_key());
             async move { Attempt::from(run.await) }
         });
         Box::pin(async move { fut.await.map_err(AgentError::engine) })

@@ -11,15 +11,16 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use steadfast_core::StepPolicy;
 use steadfast_core::semconv::{
     ERROR_TYPE, OTEL_NAME, OTEL_STATUS_CODE, OTEL_STATUS_DESCRIPTION, SPAN_STEP,
     STEADFAST_REPLAYED, STEADFAST_STEP_ATTEMPT, STEADFAST_STEP_ID, STEADFAST_STEP_KIND,
     STEADFAST_STEP_NAME, STEADFAST_WORKFLOW_ID, TARGET, redact_secrets,
 };
+use steadfast_core::{StepPolicy, Usage};
 use tokio::sync::Notify;
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
@@ -55,7 +56,10 @@ pub(crate) struct RunShared {
     pub name: String,
     pub store: Arc<dyn Store>,
     pub owner: String,
+    /// The steps recorded before this run, by position.
     pub journal: Mutex<HashMap<String, StepRecord>>,
+    /// The usage of the model requests this run made, kept when the workflow span is recorded.
+    pub executed_usage: Option<Mutex<Usage>>,
     pub deps: Arc<Deps>,
     pub observer: Option<Observer>,
     pub cancel: AtomicBool,
@@ -178,6 +182,44 @@ pub struct StepCtx {
     pub step_id: String,
 }
 
+/// One attempt of a step, as the engine hands it to the step's body. The body asks for what it
+/// needs ([`StepAttempt::step_ctx`], [`StepAttempt::nested`]); a model request needs neither.
+pub(crate) struct StepAttempt<'a> {
+    attempt: u32,
+    ctx: &'a WorkflowCtx,
+    step_id: &'a str,
+}
+
+impl StepAttempt<'_> {
+    /// The attempt number and the idempotency key, as a user step's body gets them.
+    pub(crate) fn step_ctx(&self) -> StepCtx {
+        StepCtx {
+            attempt: self.attempt,
+            idempotency_key: self.idempotency_key(),
+            step_id: self.step_id.to_string(),
+        }
+    }
+
+    /// `workflow_id/step_id`: the same on every attempt and every replay.
+    pub(crate) fn idempotency_key(&self) -> String {
+        let id = &self.ctx.run.id;
+        let mut key = String::with_capacity(id.len() + 1 + self.step_id.len());
+        key.push_str(id);
+        key.push('/');
+        key.push_str(self.step_id);
+        key
+    }
+
+    /// The context of whatever runs inside the step (a tool's nested agent): its step ids live
+    /// under `{step_id}/`.
+    pub(crate) fn nested(&self) -> WorkflowCtx {
+        let mut prefix = String::with_capacity(self.step_id.len() + 1);
+        prefix.push_str(self.step_id);
+        prefix.push('/');
+        self.ctx.nested(prefix)
+    }
+}
+
 /// The description of a step about to run.
 pub(crate) struct StepSpec {
     pub kind: StepKind,
@@ -217,6 +259,7 @@ impl WorkflowCtx {
             store: Arc::new(crate::memory::MemoryStore::new()),
             owner: "remote".to_string(),
             journal: Mutex::new(HashMap::new()),
+            executed_usage: None,
             deps,
             observer: None,
             cancel: AtomicBool::new(false),
@@ -355,8 +398,8 @@ impl WorkflowCtx {
             });
             return futures::future::Either::Left(decode_remote(remote));
         }
-        futures::future::Either::Right(self.execute(spec, move |sc, _| {
-            let fut = body(sc);
+        futures::future::Either::Right(self.execute(spec, move |a| {
+            let fut = body(a.step_ctx());
             async move {
                 match fut.await {
                     Ok(v) => Attempt::Ok(v),
@@ -375,7 +418,7 @@ impl WorkflowCtx {
     ) -> impl Future<Output = Result<T, WorkflowError>> + Send + 'a + use<'a, T, F, Fut>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
-        F: FnMut(StepCtx, WorkflowCtx) -> Fut + Send + 'a,
+        F: FnMut(&StepAttempt<'_>) -> Fut + Send + 'a,
         Fut: Future<Output = Attempt<T>> + Send + 'a,
     {
         let (position, step_id) = self.ns.alloc(&spec.short);
@@ -402,22 +445,19 @@ impl WorkflowCtx {
                 }
                 // A worker that was paused past its lease may have been replaced: it must not
                 // start new work on what may be another worker's workflow now.
-                if now_millis() >= run.lease_until.load(Ordering::SeqCst) {
+                let started_at = now_millis();
+                if started_at >= run.lease_until.load(Ordering::SeqCst) {
                     return Err(WorkflowError::LeaseLost(run.id.clone()));
                 }
                 let _guard = InFlight::new(run);
-                let started_at = now_millis();
                 let clock = Instant::now();
-                let key = format!("{}/{}", run.id, step_id);
                 let mut attempt = 1;
                 let result: Result<T, StepError> = loop {
-                    let sc = StepCtx {
+                    let fut = body(&StepAttempt {
                         attempt,
-                        idempotency_key: key.clone(),
-                        step_id: step_id.clone(),
-                    };
-                    let nested = ctx.nested(format!("{step_id}/"));
-                    let fut = body(sc, nested);
+                        ctx: &ctx,
+                        step_id: &step_id,
+                    });
                     let outcome = match spec.policy.timeout {
                         Some(t) => match tokio::time::timeout(t, fut).await {
                             Ok(o) => o,
@@ -513,7 +553,11 @@ impl WorkflowCtx {
         }
     }
 
-    /// Write-ahead: commit the record, then make it visible to this run, then report it.
+    /// Write-ahead: commit the record, then report it.
+    ///
+    /// The record is not kept in this run's journal: a run never looks up a position it ran
+    /// itself (positions only grow). Only its usage is kept, for the workflow span, when that
+    /// span is recorded.
     async fn commit(&self, record: StepRecord, consume: Option<i64>) -> Result<(), WorkflowError> {
         let run = &self.run;
         run.store
@@ -535,8 +579,10 @@ impl WorkflowCtx {
             input: record.input.clone(),
             output: record.output.as_ref().ok().cloned(),
         });
-        if let Ok(mut j) = run.journal.lock() {
-            j.insert(record.position.clone(), record);
+        if let Some(total) = &run.executed_usage
+            && let Some(u) = usage_of(&record)
+        {
+            *total.lock().unwrap_or_else(|e| e.into_inner()) += &u;
         }
         Ok(())
     }
@@ -551,8 +597,8 @@ impl WorkflowCtx {
         step_id: &str,
         span: &Span,
     ) -> Result<Option<Result<T, WorkflowError>>, WorkflowError> {
-        let clock = Instant::now();
         let run = &self.run;
+        let clock = run.observer.as_ref().map(|_| Instant::now());
         // Everything is read under the lock, from the record in place: a replayed step clones
         // nothing but what it reports.
         let journal = run.journal.lock().unwrap_or_else(|e| e.into_inner());
@@ -606,7 +652,7 @@ impl WorkflowCtx {
             }
         }
         if let Some(mut event) = event {
-            event.duration = clock.elapsed();
+            event.duration = clock.map_or(Duration::ZERO, |c| c.elapsed());
             run.emit(|| event);
         }
         Ok(Some(value))
@@ -633,7 +679,7 @@ impl WorkflowCtx {
             policy: StepPolicy::default(),
         };
         let mut compute = Some(compute);
-        self.execute(spec, move |_, _| {
+        self.execute(spec, move |_| {
             let v = compute.take().map(|f| f());
             async move {
                 match v {
@@ -856,7 +902,7 @@ impl WorkflowCtx {
             },
             {
                 let child_id = child_id.clone();
-                move |_, _| {
+                move |_| {
                     let store = store.clone();
                     let new = NewWorkflow {
                         id: child_id.clone(),
@@ -996,6 +1042,15 @@ fn record_step_error(span: &Span, e: &WorkflowError) {
     span.record(ERROR_TYPE, kind);
     span.record(OTEL_STATUS_CODE, "error");
     span.record(OTEL_STATUS_DESCRIPTION, redact_secrets(&e.to_string()));
+}
+
+/// The usage of a model request, as its recorded output has it.
+pub(crate) fn usage_of(step: &StepRecord) -> Option<Usage> {
+    if step.kind != StepKind::ModelRequest {
+        return None;
+    }
+    let u = step.output.as_ref().ok()?.get("usage")?;
+    Usage::deserialize(u).ok()
 }
 
 /// How often a parent waiting on a child re-checks it, should the child's wake-up be missed.
