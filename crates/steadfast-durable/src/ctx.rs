@@ -31,8 +31,8 @@ use crate::events::{Observer, StepEvent, StepEventKind};
 use crate::hashing::Fnv;
 use crate::remote::{RemoteCall, RemoteEngine, RemoteOp, RemoteStep, decode_recv};
 use crate::store::{
-    AttemptRecord, Millis, NewWorkflow, StepFailure, StepKind, StepRecord, Store, WorkflowStatus,
-    now_millis,
+    AttemptRecord, Millis, NewWorkflow, StepFailure, StepKind, StepRecord, Store, StoreFuture,
+    WorkflowStatus, now_millis,
 };
 use crate::workflow::Workflow;
 
@@ -622,7 +622,8 @@ impl WorkflowCtx {
                     duration_us: clock.elapsed().as_micros() as i64,
                     seq: 0,
                 };
-                ctx.commit(record, None).await?;
+                ctx.commit(&record, None).await?;
+                ctx.committed(&record);
                 run.executed.fetch_add(1, Ordering::Relaxed);
                 if !span.is_disabled() {
                     span.record(STEADFAST_STEP_ATTEMPT, i64::from(attempt));
@@ -645,16 +646,20 @@ impl WorkflowCtx {
         }
     }
 
-    /// Write-ahead: commit the record, then report it.
+    /// Write-ahead: commit the record; once that is done, [`WorkflowCtx::committed`] reports
+    /// it. (The store's future is awaited as it is, so a step's future holds no more than it.)
+    fn commit<'a>(&'a self, record: &'a StepRecord, consume: Option<i64>) -> StoreFuture<'a, ()> {
+        let run = &self.run;
+        run.store.commit_step(&run.id, &run.owner, record, consume)
+    }
+
+    /// Report a committed record.
     ///
     /// The record is not kept in this run's journal: a run never looks up a position it ran
     /// itself (positions only grow). Only its usage is kept, for the workflow span, when that
     /// span is recorded.
-    async fn commit(&self, record: StepRecord, consume: Option<i64>) -> Result<(), WorkflowError> {
+    fn committed(&self, record: &StepRecord) {
         let run = &self.run;
-        run.store
-            .commit_step(&run.id, &run.owner, &record, consume)
-            .await?;
         run.emit(|| StepEvent {
             workflow_id: run.id.clone(),
             step_id: record.step_id.clone(),
@@ -672,11 +677,10 @@ impl WorkflowCtx {
             output: record.output.as_ref().ok().cloned(),
         });
         if let Some(total) = &run.executed_usage
-            && let Some(u) = usage_of(&record)
+            && let Some(u) = usage_of(record)
         {
             *total.lock().unwrap_or_else(|e| e.into_inner()) += &u;
         }
-        Ok(())
     }
 
     /// The recorded result at `position`, if the journal has one; a mismatch is non-determinism.
@@ -932,7 +936,8 @@ impl WorkflowCtx {
                         duration_us: 0,
                         seq: 0,
                     };
-                    ctx.commit(record, consume).await?;
+                    ctx.commit(&record, consume).await?;
+                    ctx.committed(&record);
                     run.executed.fetch_add(1, Ordering::Relaxed);
                     if !span.is_disabled() {
                         span.record(STEADFAST_REPLAYED, false);
@@ -1068,7 +1073,8 @@ impl WorkflowCtx {
                     duration_us: 0,
                     seq: 0,
                 };
-                ctx.commit(step, None).await?;
+                ctx.commit(&step, None).await?;
+                ctx.committed(&step);
                 run.executed.fetch_add(1, Ordering::Relaxed);
                 if !span.is_disabled() {
                     span.record(STEADFAST_REPLAYED, false);
