@@ -2,7 +2,7 @@
 //! journaled step named like a Temporal activity: `agent__{agent}__model_request` and
 //! `agent__{agent}__tool__{tool}`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -12,7 +12,7 @@ use steadfast_core::{
     ToolOutcome,
 };
 
-use crate::ctx::{StepCtx, StepSpec, WorkflowCtx, hash_of};
+use crate::ctx::{Short, StepCtx, StepSpec, WorkflowCtx, hash_of};
 use crate::error::{Attempt, StepError, WorkflowError};
 use crate::remote::{RemoteOp, RemoteStep, StepBody};
 use crate::store::StepKind;
@@ -22,6 +22,16 @@ pub(crate) struct DurableDriver {
     ctx: WorkflowCtx,
     /// The input hashes of the run's model requests.
     requests: crate::hashing::RequestHasher,
+    /// The step names of the run's calls, built on first use.
+    names: Mutex<Vec<StepName>>,
+}
+
+/// The step names of an agent's model requests (`tool` = `None`) or of its calls of a tool.
+struct StepName {
+    agent: String,
+    tool: Option<String>,
+    /// `agent__{agent}__model_request` or `agent__{agent}__tool__{tool}`.
+    name: String,
 }
 
 impl Scope for WorkflowCtx {
@@ -35,7 +45,30 @@ impl DurableDriver {
         DurableDriver {
             ctx,
             requests: crate::hashing::RequestHasher::default(),
+            names: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The step name of `agent`'s model requests (`tool` = `None`) or of its calls of `tool`:
+    /// `agent__{agent}__model_request` or `agent__{agent}__tool__{tool}`.
+    fn step_name(&self, agent: &str, tool: Option<&str>) -> String {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = names
+            .iter()
+            .find(|n| n.agent == agent && n.tool.as_deref() == tool)
+        {
+            return n.name.clone();
+        }
+        let name = match tool {
+            None => format!("agent__{agent}__model_request"),
+            Some(t) => format!("agent__{agent}__tool__{t}"),
+        };
+        names.push(StepName {
+            agent: agent.to_string(),
+            tool: tool.map(str::to_string),
+            name: name.clone(),
+        });
+        name
     }
 }
 
@@ -44,11 +77,12 @@ impl DurableDriver {
     /// embedded engine.
     fn remote_step(
         &self,
+        short: Short<'_>,
         spec: &StepSpec,
         body: impl FnOnce() -> StepBody,
     ) -> Option<BoxFuture<'static, Result<Value, WorkflowError>>> {
         self.ctx.run.remote.as_ref()?;
-        self.ctx.remote_call(&spec.short, || {
+        self.ctx.remote_call(short, || {
             RemoteOp::Step(RemoteStep {
                 kind: spec.kind,
                 name: spec.name.clone(),
@@ -121,18 +155,18 @@ impl Driver for DurableDriver {
         // model continues where it stopped. Earlier messages are the results of earlier steps,
         // each checked when it was replayed, so hashing them again would only cost time: a
         // conversation grows with every turn.
+        let short = Short("", "model_request");
         let spec = StepSpec {
             kind: StepKind::ModelRequest,
-            short: "model_request".into(),
-            name: format!("agent__{}__model_request", call.agent),
+            name: self.step_name(call.agent, None),
             input_hash: self.requests.hash(call.messages, call.params),
             input: None,
             policy: *call.policy,
         };
-        if let Some(remote) = self.remote_step(&spec, || model_request_body(&call)) {
+        if let Some(remote) = self.remote_step(short, &spec, || model_request_body(&call)) {
             return Box::pin(async move { decode(remote.await) });
         }
-        let fut = self.ctx.execute(spec, move |_, _| {
+        let fut = self.ctx.execute(short, spec, move |_| {
             let events = call.events.clone();
             async move {
                 let sink = events.as_ref();
@@ -157,23 +191,22 @@ impl Driver for DurableDriver {
         &'a self,
         call: ToolCall<'a>,
     ) -> BoxFuture<'a, Result<ToolOutcome, AgentError>> {
-        let tool = call.call.tool_name.clone();
         let args: serde_json::Value = serde_json::from_str(&call.call.args)
             .unwrap_or_else(|_| serde_json::Value::String(call.call.args.clone()));
+        let short = Short("tool__", &call.call.tool_name);
         let spec = StepSpec {
             kind: StepKind::Tool,
-            short: format!("tool__{tool}"),
-            name: format!("agent__{}__tool__{tool}", call.agent),
+            name: self.step_name(call.agent, Some(&call.call.tool_name)),
             input_hash: hash_of(&call.call.args),
             input: Some(args),
             policy: *call.policy,
         };
-        let exec = call.exec.clone();
-        if let Some(remote) = self.remote_step(&spec, || tool_body(exec.clone())) {
+        let exec = call.exec;
+        if let Some(remote) = self.remote_step(short, &spec, || tool_body(exec.clone())) {
             return Box::pin(async move { decode(remote.await) });
         }
-        let fut = self.ctx.execute(spec, move |sc, nested| {
-            let run = exec(nested.driver(), sc.idempotency_key);
+        let fut = self.ctx.execute(short, spec, move |a| {
+            let run = exec(a.nested().driver(), a.idempotency_key());
             async move { Attempt::from(run.await) }
         });
         Box::pin(async move { fut.await.map_err(AgentError::engine) })

@@ -11,15 +11,16 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use steadfast_core::StepPolicy;
 use steadfast_core::semconv::{
     ERROR_TYPE, OTEL_NAME, OTEL_STATUS_CODE, OTEL_STATUS_DESCRIPTION, SPAN_STEP,
     STEADFAST_REPLAYED, STEADFAST_STEP_ATTEMPT, STEADFAST_STEP_ID, STEADFAST_STEP_KIND,
     STEADFAST_STEP_NAME, STEADFAST_WORKFLOW_ID, TARGET, redact_secrets,
 };
+use steadfast_core::{StepPolicy, Usage};
 use tokio::sync::Notify;
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
@@ -27,26 +28,29 @@ use tracing::{Instrument, Span};
 use crate::deps::Deps;
 use crate::error::{Attempt, StepError, WorkflowError};
 use crate::events::{Observer, StepEvent, StepEventKind};
+use crate::hashing::Fnv;
 use crate::remote::{RemoteCall, RemoteEngine, RemoteOp, RemoteStep, decode_recv};
 use crate::store::{
-    AttemptRecord, Millis, NewWorkflow, StepFailure, StepKind, StepRecord, Store, WorkflowStatus,
-    now_millis,
+    AttemptRecord, Millis, NewWorkflow, StepFailure, StepKind, StepRecord, Store, StoreFuture,
+    WorkflowStatus, now_millis,
 };
 use crate::workflow::Workflow;
 
 /// A stable 64-bit FNV-1a hash, hex-encoded: step input hashes must not change between builds.
 pub(crate) fn stable_hash(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    let mut h = Fnv::new();
+    h.update(bytes);
+    h.hex()
 }
 
-/// The hash of a value's JSON form.
+/// The hash of a value's JSON form: `stable_hash` of its JSON bytes (of no bytes, when the
+/// JSON cannot be built). The bytes stream into the hash; no buffer holds them.
 pub(crate) fn hash_of<T: Serialize + ?Sized>(v: &T) -> String {
-    stable_hash(&serde_json::to_vec(v).unwrap_or_default())
+    let mut h = Fnv::new();
+    match serde_json::to_writer(&mut h, v) {
+        Ok(()) => h.hex(),
+        Err(_) => stable_hash(&[]),
+    }
 }
 
 /// State shared by every context of one run of one workflow.
@@ -55,7 +59,10 @@ pub(crate) struct RunShared {
     pub name: String,
     pub store: Arc<dyn Store>,
     pub owner: String,
+    /// The steps recorded before this run, by position.
     pub journal: Mutex<HashMap<String, StepRecord>>,
+    /// The usage of the model requests this run made, kept when the workflow span is recorded.
+    pub executed_usage: Option<Mutex<Usage>>,
     pub deps: Arc<Deps>,
     pub observer: Option<Observer>,
     pub cancel: AtomicBool,
@@ -128,7 +135,87 @@ impl Drop for InFlight<'_> {
 struct Namespace {
     prefix: String,
     seq: AtomicU32,
-    names: Mutex<HashMap<String, u32>>,
+    names: Mutex<NameCounts>,
+}
+
+/// How many times each name was used in a namespace. Child namespaces count under
+/// `ns:{name}`, alongside the step names.
+///
+/// A namespace uses few names (an agent run: its model requests and a tool or two), so they
+/// are looked up in a short list; past [`NameCounts::FEW`] names they move to a hash map.
+#[derive(Default)]
+struct NameCounts {
+    few: Vec<(String, u32)>,
+    many: HashMap<String, u32>,
+}
+
+impl NameCounts {
+    const FEW: usize = 16;
+
+    /// Count one more use of the name `head` + `tail`; returns the uses so far.
+    fn bump(&mut self, head: &str, tail: &str) -> u32 {
+        if self.many.is_empty() {
+            let found = self.few.iter_mut().find(|(k, _)| {
+                k.len() == head.len() + tail.len()
+                    && k.starts_with(head)
+                    && &k[head.len()..] == tail
+            });
+            if let Some((_, n)) = found {
+                *n += 1;
+                return *n;
+            }
+            if self.few.len() < Self::FEW {
+                self.few.push((concat(head, tail), 1));
+                return 1;
+            }
+            self.many.extend(self.few.drain(..));
+        }
+        let n = self.many.entry(concat(head, tail)).or_insert(0);
+        *n += 1;
+        *n
+    }
+}
+
+/// `head` followed by `tail`, in one allocation.
+fn concat(head: &str, tail: &str) -> String {
+    let mut s = String::with_capacity(head.len() + tail.len());
+    s.push_str(head);
+    s.push_str(tail);
+    s
+}
+
+/// Appends the decimal digits of `n`.
+fn push_u32(s: &mut String, mut n: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        s.push(char::from(b));
+    }
+}
+
+/// A step's short name, the name its ids count under (`model_request`, `tool__ask`), given in
+/// two parts that are joined, so that a name such as `tool__{tool}` needs no allocation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Short<'s>(pub &'s str, pub &'s str);
+
+impl<'s> From<&'s str> for Short<'s> {
+    fn from(s: &'s str) -> Self {
+        Short("", s)
+    }
+}
+
+impl<'s> From<&'s String> for Short<'s> {
+    fn from(s: &'s String) -> Self {
+        Short("", s)
+    }
 }
 
 impl Namespace {
@@ -136,34 +223,43 @@ impl Namespace {
         Namespace {
             prefix,
             seq: AtomicU32::new(0),
-            names: Mutex::new(HashMap::new()),
+            names: Mutex::new(NameCounts::default()),
         }
     }
 
-    fn count(&self, short: &str) -> u32 {
+    fn count(&self, head: &str, tail: &str) -> u32 {
         let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = names.get_mut(short) {
-            *n += 1;
-            return *n;
-        }
-        names.insert(short.to_string(), 1);
-        1
+        names.bump(head, tail)
     }
 
-    /// The next position and readable id for a step named `short`.
-    fn alloc(&self, short: &str) -> (String, String) {
+    /// The next position and readable id for a step named `short`: `{prefix}{n}` and
+    /// `{prefix}{short}#{k}`.
+    fn alloc<'s>(&self, short: impl Into<Short<'s>>) -> (String, String) {
+        let Short(head, tail) = short.into();
         let n = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        let k = self.count(short);
-        (
-            format!("{}{n}", self.prefix),
-            format!("{}{short}#{k}", self.prefix),
-        )
+        let k = self.count(head, tail);
+        let mut position = String::with_capacity(self.prefix.len() + 10);
+        position.push_str(&self.prefix);
+        push_u32(&mut position, n);
+        let mut step_id = String::with_capacity(self.prefix.len() + head.len() + tail.len() + 11);
+        step_id.push_str(&self.prefix);
+        step_id.push_str(head);
+        step_id.push_str(tail);
+        step_id.push('#');
+        push_u32(&mut step_id, k);
+        (position, step_id)
     }
 
-    /// A child namespace named `name`.
+    /// A child namespace named `name`: `{prefix}{name}#{k}/`.
     fn child(&self, name: &str) -> Namespace {
-        let k = self.count(&format!("ns:{name}"));
-        Namespace::new(format!("{}{name}#{k}/", self.prefix))
+        let k = self.count("ns:", name);
+        let mut prefix = String::with_capacity(self.prefix.len() + name.len() + 12);
+        prefix.push_str(&self.prefix);
+        prefix.push_str(name);
+        prefix.push('#');
+        push_u32(&mut prefix, k);
+        prefix.push('/');
+        Namespace::new(prefix)
     }
 }
 
@@ -178,10 +274,47 @@ pub struct StepCtx {
     pub step_id: String,
 }
 
+/// One attempt of a step, as the engine hands it to the step's body. The body asks for what it
+/// needs ([`StepAttempt::step_ctx`], [`StepAttempt::nested`]); a model request needs neither.
+pub(crate) struct StepAttempt<'a> {
+    attempt: u32,
+    ctx: &'a WorkflowCtx,
+    step_id: &'a str,
+}
+
+impl StepAttempt<'_> {
+    /// The attempt number and the idempotency key, as a user step's body gets them.
+    pub(crate) fn step_ctx(&self) -> StepCtx {
+        StepCtx {
+            attempt: self.attempt,
+            idempotency_key: self.idempotency_key(),
+            step_id: self.step_id.to_string(),
+        }
+    }
+
+    /// `workflow_id/step_id`: the same on every attempt and every replay.
+    pub(crate) fn idempotency_key(&self) -> String {
+        let id = &self.ctx.run.id;
+        let mut key = String::with_capacity(id.len() + 1 + self.step_id.len());
+        key.push_str(id);
+        key.push('/');
+        key.push_str(self.step_id);
+        key
+    }
+
+    /// The context of whatever runs inside the step (a tool's nested agent): its step ids live
+    /// under `{step_id}/`.
+    pub(crate) fn nested(&self) -> WorkflowCtx {
+        let mut prefix = String::with_capacity(self.step_id.len() + 1);
+        prefix.push_str(self.step_id);
+        prefix.push('/');
+        self.ctx.nested(prefix)
+    }
+}
+
 /// The description of a step about to run.
 pub(crate) struct StepSpec {
     pub kind: StepKind,
-    pub short: String,
     pub name: String,
     pub input_hash: String,
     pub input: Option<Value>,
@@ -217,6 +350,7 @@ impl WorkflowCtx {
             store: Arc::new(crate::memory::MemoryStore::new()),
             owner: "remote".to_string(),
             journal: Mutex::new(HashMap::new()),
+            executed_usage: None,
             deps,
             observer: None,
             cancel: AtomicBool::new(false),
@@ -235,9 +369,9 @@ impl WorkflowCtx {
     }
 
     /// Send `op` to the remote engine, if this run has one, under the next step id for `short`.
-    pub(crate) fn remote_call(
+    pub(crate) fn remote_call<'s>(
         &self,
-        short: &str,
+        short: impl Into<Short<'s>>,
         op: impl FnOnce() -> RemoteOp,
     ) -> Option<futures::future::BoxFuture<'static, Result<Value, WorkflowError>>> {
         let engine = self.run.remote.as_ref()?;
@@ -330,7 +464,6 @@ impl WorkflowCtx {
         let input = serde_json::to_value(input).unwrap_or(Value::Null);
         let spec = StepSpec {
             kind: StepKind::Step,
-            short: name.to_string(),
             name: name.to_string(),
             input_hash: hash_of(&input),
             input: Some(input),
@@ -355,8 +488,8 @@ impl WorkflowCtx {
             });
             return futures::future::Either::Left(decode_remote(remote));
         }
-        futures::future::Either::Right(self.execute(spec, move |sc, _| {
-            let fut = body(sc);
+        futures::future::Either::Right(self.execute(name.into(), spec, move |a| {
+            let fut = body(a.step_ctx());
             async move {
                 match fut.await {
                     Ok(v) => Attempt::Ok(v),
@@ -366,19 +499,21 @@ impl WorkflowCtx {
         }))
     }
 
-    /// Allocate a step and run it: replay it from the journal if it is there, otherwise run
-    /// `body` under the policy and commit the result before returning it.
+    /// Allocate a step named `short` in this namespace and run it: replay it from the journal
+    /// if it is there, otherwise run `body` under the policy and commit the result before
+    /// returning it.
     pub(crate) fn execute<'a, T, F, Fut>(
         &self,
+        short: Short<'_>,
         spec: StepSpec,
         mut body: F,
     ) -> impl Future<Output = Result<T, WorkflowError>> + Send + 'a + use<'a, T, F, Fut>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
-        F: FnMut(StepCtx, WorkflowCtx) -> Fut + Send + 'a,
+        F: FnMut(&StepAttempt<'_>) -> Fut + Send + 'a,
         Fut: Future<Output = Attempt<T>> + Send + 'a,
     {
-        let (position, step_id) = self.ns.alloc(&spec.short);
+        let (position, step_id) = self.ns.alloc(short);
         let ctx = self.clone();
         async move {
             // The span opens when the step is first polled, so its parent is whatever span
@@ -402,22 +537,19 @@ impl WorkflowCtx {
                 }
                 // A worker that was paused past its lease may have been replaced: it must not
                 // start new work on what may be another worker's workflow now.
-                if now_millis() >= run.lease_until.load(Ordering::SeqCst) {
+                let started_at = now_millis();
+                if started_at >= run.lease_until.load(Ordering::SeqCst) {
                     return Err(WorkflowError::LeaseLost(run.id.clone()));
                 }
                 let _guard = InFlight::new(run);
-                let started_at = now_millis();
                 let clock = Instant::now();
-                let key = format!("{}/{}", run.id, step_id);
                 let mut attempt = 1;
                 let result: Result<T, StepError> = loop {
-                    let sc = StepCtx {
+                    let fut = body(&StepAttempt {
                         attempt,
-                        idempotency_key: key.clone(),
-                        step_id: step_id.clone(),
-                    };
-                    let nested = ctx.nested(format!("{step_id}/"));
-                    let fut = body(sc, nested);
+                        ctx: &ctx,
+                        step_id: &step_id,
+                    });
                     let outcome = match spec.policy.timeout {
                         Some(t) => match tokio::time::timeout(t, fut).await {
                             Ok(o) => o,
@@ -490,7 +622,8 @@ impl WorkflowCtx {
                     duration_us: clock.elapsed().as_micros() as i64,
                     seq: 0,
                 };
-                ctx.commit(record, None).await?;
+                ctx.commit(&record, None).await?;
+                ctx.committed(&record);
                 run.executed.fetch_add(1, Ordering::Relaxed);
                 if !span.is_disabled() {
                     span.record(STEADFAST_STEP_ATTEMPT, i64::from(attempt));
@@ -513,12 +646,20 @@ impl WorkflowCtx {
         }
     }
 
-    /// Write-ahead: commit the record, then make it visible to this run, then report it.
-    async fn commit(&self, record: StepRecord, consume: Option<i64>) -> Result<(), WorkflowError> {
+    /// Write-ahead: commit the record; once that is done, [`WorkflowCtx::committed`] reports
+    /// it. (The store's future is awaited as it is, so a step's future holds no more than it.)
+    fn commit<'a>(&'a self, record: &'a StepRecord, consume: Option<i64>) -> StoreFuture<'a, ()> {
         let run = &self.run;
-        run.store
-            .commit_step(&run.id, &run.owner, &record, consume)
-            .await?;
+        run.store.commit_step(&run.id, &run.owner, record, consume)
+    }
+
+    /// Report a committed record.
+    ///
+    /// The record is not kept in this run's journal: a run never looks up a position it ran
+    /// itself (positions only grow). Only its usage is kept, for the workflow span, when that
+    /// span is recorded.
+    fn committed(&self, record: &StepRecord) {
+        let run = &self.run;
         run.emit(|| StepEvent {
             workflow_id: run.id.clone(),
             step_id: record.step_id.clone(),
@@ -535,10 +676,11 @@ impl WorkflowCtx {
             input: record.input.clone(),
             output: record.output.as_ref().ok().cloned(),
         });
-        if let Ok(mut j) = run.journal.lock() {
-            j.insert(record.position.clone(), record);
+        if let Some(total) = &run.executed_usage
+            && let Some(u) = usage_of(record)
+        {
+            *total.lock().unwrap_or_else(|e| e.into_inner()) += &u;
         }
-        Ok(())
     }
 
     /// The recorded result at `position`, if the journal has one; a mismatch is non-determinism.
@@ -551,8 +693,8 @@ impl WorkflowCtx {
         step_id: &str,
         span: &Span,
     ) -> Result<Option<Result<T, WorkflowError>>, WorkflowError> {
-        let clock = Instant::now();
         let run = &self.run;
+        let clock = run.observer.as_ref().map(|_| Instant::now());
         // Everything is read under the lock, from the record in place: a replayed step clones
         // nothing but what it reports.
         let journal = run.journal.lock().unwrap_or_else(|e| e.into_inner());
@@ -606,7 +748,7 @@ impl WorkflowCtx {
             }
         }
         if let Some(mut event) = event {
-            event.duration = clock.elapsed();
+            event.duration = clock.map_or(Duration::ZERO, |c| c.elapsed());
             run.emit(|| event);
         }
         Ok(Some(value))
@@ -626,14 +768,13 @@ impl WorkflowCtx {
     {
         let spec = StepSpec {
             kind,
-            short: short.to_string(),
             name: short.to_string(),
             input_hash: hash_of(&input),
             input: Some(input),
             policy: StepPolicy::default(),
         };
         let mut compute = Some(compute);
-        self.execute(spec, move |_, _| {
+        self.execute(short.into(), spec, move |_| {
             let v = compute.take().map(|f| f());
             async move {
                 match v {
@@ -723,7 +864,7 @@ impl WorkflowCtx {
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<Option<T>, WorkflowError>> + Send + 'static + use<T> {
         if self.run.remote.is_some() {
-            let call = self.remote_call(&format!("recv__{topic}"), || RemoteOp::Recv {
+            let call = self.remote_call(Short("recv__", topic), || RemoteOp::Recv {
                 topic: topic.to_string(),
                 timeout,
             });
@@ -743,7 +884,7 @@ impl WorkflowCtx {
                 move || now_millis() + ms,
             )
         });
-        let (position, step_id) = self.ns.alloc(&format!("recv__{topic}"));
+        let (position, step_id) = self.ns.alloc(Short("recv__", topic));
         let ctx = self.clone();
         let topic = topic.to_string();
         futures::future::Either::Right(async move {
@@ -753,7 +894,6 @@ impl WorkflowCtx {
             };
             let spec = StepSpec {
                 kind: StepKind::Recv,
-                short: format!("recv__{topic}"),
                 name: topic.clone(),
                 input_hash: hash_of(&topic),
                 input: None,
@@ -796,7 +936,8 @@ impl WorkflowCtx {
                         duration_us: 0,
                         seq: 0,
                     };
-                    ctx.commit(record, consume).await?;
+                    ctx.commit(&record, consume).await?;
+                    ctx.committed(&record);
                     run.executed.fetch_add(1, Ordering::Relaxed);
                     if !span.is_disabled() {
                         span.record(STEADFAST_REPLAYED, false);
@@ -834,7 +975,7 @@ impl WorkflowCtx {
         let child_id = child_id.to_string();
         let input = serde_json::to_value(&input).unwrap_or(Value::Null);
         if self.run.remote.is_some() {
-            let call = self.remote_call(&format!("child__{}", W::NAME), || RemoteOp::Child {
+            let call = self.remote_call(Short("child__", W::NAME), || RemoteOp::Child {
                 workflow: W::NAME.to_string(),
                 id: child_id,
                 input,
@@ -846,9 +987,9 @@ impl WorkflowCtx {
         let start_input =
             serde_json::json!({ "id": child_id, "workflow": W::NAME, "input": input });
         let start = self.execute(
+            Short("start_child__", W::NAME),
             StepSpec {
                 kind: StepKind::Child,
-                short: format!("start_child__{}", W::NAME),
                 name: W::NAME.to_string(),
                 input_hash: hash_of(&start_input),
                 input: Some(start_input),
@@ -856,7 +997,7 @@ impl WorkflowCtx {
             },
             {
                 let child_id = child_id.clone();
-                move |_, _| {
+                move |_| {
                     let store = store.clone();
                     let new = NewWorkflow {
                         id: child_id.clone(),
@@ -873,13 +1014,12 @@ impl WorkflowCtx {
                 }
             },
         );
-        let (position, step_id) = self.ns.alloc(&format!("child__{}", W::NAME));
+        let (position, step_id) = self.ns.alloc(Short("child__", W::NAME));
         let ctx = self.clone();
         futures::future::Either::Right(async move {
             let _: Value = start.await?;
             let spec = StepSpec {
                 kind: StepKind::Child,
-                short: format!("child__{}", W::NAME),
                 name: W::NAME.to_string(),
                 input_hash: hash_of(&child_id),
                 input: Some(Value::from(child_id.clone())),
@@ -933,7 +1073,8 @@ impl WorkflowCtx {
                     duration_us: 0,
                     seq: 0,
                 };
-                ctx.commit(step, None).await?;
+                ctx.commit(&step, None).await?;
+                ctx.committed(&step);
                 run.executed.fetch_add(1, Ordering::Relaxed);
                 if !span.is_disabled() {
                     span.record(STEADFAST_REPLAYED, false);
@@ -996,6 +1137,15 @@ fn record_step_error(span: &Span, e: &WorkflowError) {
     span.record(ERROR_TYPE, kind);
     span.record(OTEL_STATUS_CODE, "error");
     span.record(OTEL_STATUS_DESCRIPTION, redact_secrets(&e.to_string()));
+}
+
+/// The usage of a model request, as its recorded output has it.
+pub(crate) fn usage_of(step: &StepRecord) -> Option<Usage> {
+    if step.kind != StepKind::ModelRequest {
+        return None;
+    }
+    let u = step.output.as_ref().ok()?.get("usage")?;
+    Usage::deserialize(u).ok()
 }
 
 /// How often a parent waiting on a child re-checks it, should the child's wake-up be missed.
@@ -1070,4 +1220,71 @@ fn random_u64() -> u64 {
             .unwrap_or(0),
     );
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ids the namespace gave when they were built with `format!` and counted in a map.
+    struct Reference {
+        prefix: String,
+        seq: u32,
+        names: HashMap<String, u32>,
+    }
+
+    impl Reference {
+        fn count(&mut self, key: String) -> u32 {
+            let n = self.names.entry(key).or_insert(0);
+            *n += 1;
+            *n
+        }
+
+        fn alloc(&mut self, short: &str) -> (String, String) {
+            self.seq += 1;
+            let k = self.count(short.to_string());
+            (
+                format!("{}{}", self.prefix, self.seq),
+                format!("{}{short}#{k}", self.prefix),
+            )
+        }
+
+        fn child(&mut self, name: &str) -> String {
+            let k = self.count(format!("ns:{name}"));
+            format!("{}{name}#{k}/", self.prefix)
+        }
+    }
+
+    #[test]
+    fn step_ids_and_positions_keep_their_format() {
+        for prefix in ["", "questioner#1/tool__ask_question#3/"] {
+            let ns = Namespace::new(prefix.to_string());
+            let mut reference = Reference {
+                prefix: prefix.to_string(),
+                seq: 0,
+                names: HashMap::new(),
+            };
+            // More distinct names than the short list holds, each used several times, and a
+            // step name that shares its counter with a child namespace.
+            for round in 0..12 {
+                for i in 0..(NameCounts::FEW + 5) {
+                    let short = format!("step_{}", (i * 7 + round) % (NameCounts::FEW + 5));
+                    assert_eq!(ns.alloc(&short), reference.alloc(&short));
+                }
+                assert_eq!(ns.alloc("model_request"), reference.alloc("model_request"));
+                assert_eq!(ns.alloc("ns:answerer"), reference.alloc("ns:answerer"));
+                assert_eq!(ns.child("answerer").prefix, reference.child("answerer"));
+                assert_eq!(ns.child("é").prefix, reference.child("é"));
+            }
+        }
+    }
+
+    #[test]
+    fn decimal_digits() {
+        for n in [0, 1, 9, 10, 99, 100, 12345, u32::MAX] {
+            let mut s = String::from("x");
+            push_u32(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
+    }
 }

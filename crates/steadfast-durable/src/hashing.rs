@@ -22,20 +22,30 @@ impl Fnv {
         Fnv(FNV_OFFSET)
     }
 
-    /// The hash, hex-encoded like `stable_hash`.
+    /// Hash `bytes` in.
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        let mut h = self.0;
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(FNV_PRIME);
+        }
+        self.0 = h;
+    }
+
+    /// The hash as 16 lowercase hex digits (`{:016x}`).
     pub(crate) fn hex(&self) -> String {
-        format!("{:016x}", self.0)
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(16);
+        for i in (0..16).rev() {
+            s.push(char::from(DIGITS[((self.0 >> (4 * i)) & 0xf) as usize]));
+        }
+        s
     }
 }
 
 impl Write for Fnv {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut h = self.0;
-        for b in buf {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(FNV_PRIME);
-        }
-        self.0 = h;
+        self.update(buf);
         Ok(buf.len())
     }
 
@@ -135,6 +145,35 @@ mod tests {
             }));
         }
         m
+    }
+
+    /// FNV-1a of `bytes` as it was first written: over a buffer, hex-encoded with `format!`.
+    fn reference_hash(bytes: &[u8]) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
+    #[test]
+    fn streamed_hashes_are_the_hashes_of_the_json_bytes() {
+        let values = [
+            json!(null),
+            json!(0),
+            json!("a \"quoted\" ünïcode\nstring"),
+            json!({ "question": "Is it alive?", "n": [1, 2.5, true] }),
+        ];
+        for v in &values {
+            assert_eq!(hash_of(v), reference_hash(&serde_json::to_vec(v).unwrap()));
+        }
+        assert_eq!(
+            hash_of("{\"question\":\"Question number 1?\"}"),
+            reference_hash(br#""{\"question\":\"Question number 1?\"}""#)
+        );
+        assert_eq!(crate::ctx::stable_hash(&[]), reference_hash(&[]));
+        assert_eq!(crate::ctx::stable_hash(b"xyz"), reference_hash(b"xyz"));
     }
 
     #[test]

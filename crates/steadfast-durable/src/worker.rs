@@ -20,14 +20,14 @@ use tokio::task::JoinHandle;
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
-use crate::ctx::{RunShared, WorkflowCtx};
+use crate::ctx::{RunShared, WorkflowCtx, usage_of};
 use crate::deps::Deps;
 use crate::engine::Engine;
 use crate::error::WorkflowError;
 use crate::events::{Observer, StepEvent};
 use crate::owner;
 use crate::poll_again::PollAgain;
-use crate::store::{Claim, Outcome, StepKind, WorkflowStatus, now_millis};
+use crate::store::{Claim, Outcome, WorkflowStatus, now_millis};
 use crate::workflow::{Erased, ErasedWorkflow, Workflow};
 
 /// Worker settings.
@@ -318,12 +318,32 @@ fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) {
     let Some(wf) = w.workflows.get(&rec.name).cloned() else {
         return;
     };
+    // A root span: each execution of a workflow (first run, resumption) is its own trace.
+    let span = tracing::info_span!(
+        target: TARGET,
+        parent: None,
+        SPAN_WORKFLOW,
+        { OTEL_NAME } = format!("{SPAN_WORKFLOW} {}", rec.name),
+        { STEADFAST_WORKFLOW_ID } = rec.id.as_str(),
+        { STEADFAST_WORKFLOW_NAME } = rec.name.as_str(),
+        { STEADFAST_WORKFLOW_STATUS } = Empty,
+        { STEADFAST_STEPS_REPLAYED } = Empty,
+        { STEADFAST_STEPS_EXECUTED } = Empty,
+        { GEN_AI_AGGREGATED_USAGE_INPUT_TOKENS } = Empty,
+        { GEN_AI_AGGREGATED_USAGE_OUTPUT_TOKENS } = Empty,
+        { STEADFAST_REQUESTS } = Empty,
+        { STEADFAST_COST_USD } = Empty,
+        { STEADFAST_UNPRICED_REQUESTS } = Empty,
+        { OTEL_STATUS_CODE } = Empty,
+        { OTEL_STATUS_DESCRIPTION } = Empty,
+    );
     let run = Arc::new(RunShared {
         id: rec.id.clone(),
         name: rec.name.clone(),
         store: w.engine.store().clone(),
         owner: w.id.clone(),
         journal: Mutex::new(HashMap::new()),
+        executed_usage: (!span.is_disabled()).then(Mutex::default),
         deps: w.deps.clone(),
         observer: w.observer.clone(),
         cancel: AtomicBool::new(rec.cancel_requested),
@@ -344,25 +364,6 @@ fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) {
         let w = w.clone();
         let run = run.clone();
         let input = rec.input.clone();
-        // A root span: each execution of a workflow (first run, resumption) is its own trace.
-        let span = tracing::info_span!(
-            target: TARGET,
-            parent: None,
-            SPAN_WORKFLOW,
-            { OTEL_NAME } = format!("{SPAN_WORKFLOW} {}", run.name),
-            { STEADFAST_WORKFLOW_ID } = run.id.as_str(),
-            { STEADFAST_WORKFLOW_NAME } = run.name.as_str(),
-            { STEADFAST_WORKFLOW_STATUS } = Empty,
-            { STEADFAST_STEPS_REPLAYED } = Empty,
-            { STEADFAST_STEPS_EXECUTED } = Empty,
-            { GEN_AI_AGGREGATED_USAGE_INPUT_TOKENS } = Empty,
-            { GEN_AI_AGGREGATED_USAGE_OUTPUT_TOKENS } = Empty,
-            { STEADFAST_REQUESTS } = Empty,
-            { STEADFAST_COST_USD } = Empty,
-            { STEADFAST_UNPRICED_REQUESTS } = Empty,
-            { OTEL_STATUS_CODE } = Empty,
-            { OTEL_STATUS_DESCRIPTION } = Empty,
-        );
         let report = RunSpan {
             span: span.clone(),
             run: run.clone(),
@@ -421,15 +422,12 @@ impl RunSpan {
         let mut total = Usage::default();
         {
             let journal = self.run.journal.lock().unwrap_or_else(|e| e.into_inner());
-            for step in journal.values() {
-                if step.kind == StepKind::ModelRequest
-                    && let Ok(out) = &step.output
-                    && let Some(u) = out.get("usage")
-                    && let Ok(u) = serde_json::from_value::<Usage>(u.clone())
-                {
-                    total += &u;
-                }
+            for u in journal.values().filter_map(usage_of) {
+                total += &u;
             }
+        }
+        if let Some(executed) = &self.run.executed_usage {
+            total += &*executed.lock().unwrap_or_else(|e| e.into_inner());
         }
         span.record(
             GEN_AI_AGGREGATED_USAGE_INPUT_TOKENS,
