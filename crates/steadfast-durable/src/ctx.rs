@@ -185,20 +185,10 @@ fn concat(head: &str, tail: &str) -> String {
 }
 
 /// Appends the decimal digits of `n`.
-fn push_u32(s: &mut String, mut n: u32) {
-    let mut buf = [0u8; 10];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &b in &buf[i..] {
-        s.push(char::from(b));
-    }
+fn push_u32(s: &mut String, n: u32) {
+    use std::fmt::Write as _;
+    // Writing to a `String` cannot fail.
+    let _ = write!(s, "{n}");
 }
 
 /// A step's short name, the name its ids count under (`model_request`, `tool__ask`), given in

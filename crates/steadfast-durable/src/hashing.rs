@@ -34,12 +34,7 @@ impl Fnv {
 
     /// The hash as 16 lowercase hex digits (`{:016x}`).
     pub(crate) fn hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(16);
-        for i in (0..16).rev() {
-            s.push(char::from(DIGITS[((self.0 >> (4 * i)) & 0xf) as usize]));
-        }
-        s
+        format!("{:016x}", self.0)
     }
 }
 
