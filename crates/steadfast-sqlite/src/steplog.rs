@@ -463,13 +463,8 @@ impl StepLog {
                     continue;
                 }
             }
-            let entries = match std::fs::read(&path) {
-                Ok(bytes) => decode_segment(&bytes, &path),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot read a step log");
-                    continue;
-                }
-            };
+            // Read record by record: the segment is mostly empty space past its last record.
+            let entries = decode_segment(std::io::BufReader::new(&file), &path);
             found.push(Orphan {
                 path,
                 _file: file,

@@ -1,9 +1,10 @@
 //! The step log's records: a 12-byte header (length, epoch, CRC-32 of the epoch and the
 //! payload, little-endian `u32`s), then the step as JSON.
 
+use std::io::Read;
 use std::path::Path;
 
-use super::Entry;
+use super::{Entry, SEGMENT_BYTES};
 
 /// The size of a record's header.
 pub(super) const HEADER: usize = 12;
@@ -34,36 +35,43 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b)
 }
 
-/// The steps of a segment: its records from the start, up to the first that is empty, torn,
-/// or of another epoch than the first.
-pub(super) fn decode_segment(bytes: &[u8], path: &Path) -> Vec<Entry> {
-    let mut steps = Vec::new();
-    let mut at = 0usize;
+/// The entries of a segment, read from its start: its records up to the first that is empty,
+/// torn, or of another epoch than the first. It reads record by record, so the empty space past
+/// the last record costs nothing.
+pub(super) fn decode_segment(mut segment: impl Read, path: &Path) -> Vec<Entry> {
+    let mut entries = Vec::new();
     let mut epoch = None;
-    while at + HEADER <= bytes.len() {
-        let len = u32_at(bytes, at) as usize;
-        let e = u32_at(bytes, at + 4);
-        let end = at + HEADER + len;
-        if len == 0 || end > bytes.len() || epoch.is_some_and(|first| first != e) {
+    let mut header = [0u8; HEADER];
+    let mut payload = Vec::new();
+    loop {
+        if segment.read_exact(&mut header).is_err() {
+            break;
+        }
+        let len = u32_at(&header, 0) as usize;
+        let e = u32_at(&header, 4);
+        if len == 0 || len as u64 >= SEGMENT_BYTES || epoch.is_some_and(|first| first != e) {
+            break;
+        }
+        payload.resize(len, 0);
+        if segment.read_exact(&mut payload).is_err() {
             break;
         }
         let mut h = crc32fast::Hasher::new();
-        h.update(&bytes[at + 4..at + 8]);
-        h.update(&bytes[at + HEADER..end]);
-        if h.finalize() != u32_at(bytes, at + 8) {
+        h.update(&header[4..8]);
+        h.update(&payload);
+        if h.finalize() != u32_at(&header, 8) {
             break;
         }
-        match serde_json::from_slice::<Entry>(&bytes[at + HEADER..end]) {
-            Ok(step) => steps.push(step),
+        match serde_json::from_slice::<Entry>(&payload) {
+            Ok(entry) => entries.push(entry),
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "a step log record is not a step");
+                tracing::warn!(path = %path.display(), error = %e, "a step log record is not an entry");
                 break;
             }
         }
         epoch = Some(e);
-        at = end;
     }
-    steps
+    entries
 }
 
 #[cfg(test)]
@@ -101,22 +109,22 @@ mod tests {
         let p = Path::new("test.log");
         let mut seg = [record(&step("0"), 7), record(&step("1"), 7)].concat();
         let whole = seg.len();
-        assert_eq!(decode_segment(&seg, p).len(), 2);
+        assert_eq!(decode_segment(&seg[..], p).len(), 2);
         // A record of an older epoch further on is not read.
         seg.extend(record(&step("2"), 6));
-        assert_eq!(decode_segment(&seg, p).len(), 2);
+        assert_eq!(decode_segment(&seg[..], p).len(), 2);
         // A torn record ends the segment.
         let mut torn = seg[..whole].to_vec();
         torn.extend(&record(&step("3"), 7)[..20]);
-        assert_eq!(decode_segment(&torn, p).len(), 2);
+        assert_eq!(decode_segment(&torn[..], p).len(), 2);
         // A flipped byte fails the CRC.
         let mut bad = seg[..whole].to_vec();
         let last = bad.len() - 2;
         bad[last] ^= 1;
-        assert_eq!(decode_segment(&bad, p).len(), 1);
+        assert_eq!(decode_segment(&bad[..], p).len(), 1);
         // A zeroed header (a segment started over) holds nothing.
         let mut reset = seg.clone();
         reset[..HEADER].fill(0);
-        assert!(decode_segment(&reset, p).is_empty());
+        assert!(decode_segment(&reset[..], p).is_empty());
     }
 }
