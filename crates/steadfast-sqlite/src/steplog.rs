@@ -502,13 +502,18 @@ pub(crate) fn import(conn: &Connection, orphans: &[Orphan]) -> Result<usize, Sto
 /// Delete imported segments (their transaction committed).
 pub(crate) fn remove(orphans: Vec<Orphan>) {
     for o in orphans {
-        if let Err(e) = std::fs::remove_file(&o.path) {
-            tracing::warn!(path = %o.path.display(), error = %e, "cannot delete an imported step log");
+        match std::fs::remove_file(&o.path) {
+            // Another process imported and deleted it first (importing twice changes nothing).
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(path = %o.path.display(), error = %e, "cannot delete an imported step log");
+            }
+            _ => {}
         }
     }
 }
 
-/// Import the segments of stores that are gone, on `conn` (outside any transaction).
+/// Import the segments of stores that are gone, on `conn` (outside any transaction). A file
+/// that another process keeps locked past the busy timeout is left for the next claim.
 pub(crate) fn recover(conn: &Connection, db: &Path) -> Result<(), StoreError> {
     let log = StepLog::new(db);
     let orphans = log.orphans();
@@ -516,7 +521,13 @@ pub(crate) fn recover(conn: &Connection, db: &Path) -> Result<(), StoreError> {
         return Ok(());
     }
     let map = crate::schema::map_err;
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(map)?;
+    match conn.execute_batch("BEGIN IMMEDIATE").map_err(map) {
+        Err(StoreError::Locked(e)) => {
+            tracing::warn!(error = %e, "the step logs of stopped workers are imported later");
+            return Ok(());
+        }
+        other => other?,
+    }
     let imported = import(conn, &orphans).and_then(|n| {
         conn.execute_batch("COMMIT").map_err(map)?;
         Ok(n)
