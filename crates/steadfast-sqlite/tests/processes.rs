@@ -320,6 +320,16 @@ fn run_and_kill_logging_child(test: &str, path: &Path, enough: usize) -> HashMap
     acknowledged
 }
 
+/// Create `wf0` … `wf3`.
+async fn create_four(store: &SqliteStore) {
+    for w in 0..4 {
+        store
+            .create_workflow(new_wf(&format!("wf{w}")))
+            .await
+            .unwrap();
+    }
+}
+
 /// Every acknowledged step of `acknowledged` is in `store`'s journal, in order.
 async fn assert_journals(store: &SqliteStore, acknowledged: &HashMap<String, usize>) {
     for w in 0..4 {
@@ -356,12 +366,7 @@ async fn logged_steps_of_a_killed_worker_are_imported_by_the_next_claim() {
     let db = TempDb::new("steplog-claim");
     // Opened before the child runs: only its claim can find the child's log.
     let store = db.open();
-    for w in 0..4 {
-        store
-            .create_workflow(new_wf(&format!("wf{w}")))
-            .await
-            .unwrap();
-    }
+    create_four(&store).await;
     let acknowledged = run_and_kill_logging_child(TEST, db.path(), 800);
     assert_eq!(
         segments(db.path()).len(),
@@ -407,12 +412,7 @@ async fn opening_the_file_imports_the_log_of_a_killed_worker() {
     }
     let db = TempDb::new("steplog-open");
     let store = db.open();
-    for w in 0..4 {
-        store
-            .create_workflow(new_wf(&format!("wf{w}")))
-            .await
-            .unwrap();
-    }
+    create_four(&store).await;
     drop(store);
     let acknowledged = run_and_kill_logging_child(TEST, db.path(), 400);
     let reader = db.open_with(steadfast_sqlite::SqliteOptions {
