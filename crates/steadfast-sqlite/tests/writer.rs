@@ -204,11 +204,6 @@ async fn logged_steps_reach_the_table_soon_and_the_log_goes_with_the_store() {
         0,
         "logged steps are no write requests"
     );
-    assert!(
-        after.transactions - before.transactions <= 10,
-        "100 logged steps took {} transactions",
-        after.transactions - before.transactions
-    );
     // This store sees every step at once, in commit order.
     let journal = store.load_journal("wf").await.unwrap();
     let positions: Vec<String> = journal.iter().map(|s| s.position.clone()).collect();
