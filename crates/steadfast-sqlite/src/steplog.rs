@@ -152,6 +152,8 @@ struct State {
 pub(crate) struct StepLog {
     dir: PathBuf,
     state: Mutex<State>,
+    /// Flushes committed so far.
+    flushes: AtomicU64,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -175,6 +177,7 @@ impl StepLog {
         StepLog {
             dir: dir_of(db),
             state: Mutex::new(State::default()),
+            flushes: AtomicU64::new(0),
         }
     }
 
@@ -313,11 +316,17 @@ impl StepLog {
         Ok(entries.len())
     }
 
+    /// How many flushes have committed.
+    pub(crate) fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::Acquire)
+    }
+
     /// The first `n` logged entries are in the database now.
     pub(crate) fn flushed(&self, n: usize) {
         if n == 0 {
             return;
         }
+        self.flushes.fetch_add(1, Ordering::AcqRel);
         let mut st = lock(&self.state);
         let st = &mut *st;
         for p in st.pending.drain(..n.min(st.pending.len())) {

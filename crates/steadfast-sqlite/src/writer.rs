@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 use crate::batch::{Job, Request, commit_batch};
 use crate::checkpoint::{Checkpoints, task};
 use crate::schema::map_err;
-use crate::steplog::{ALL, StepLog};
+use crate::steplog::{ALL, FLUSH_DELAY, StepLog};
 
 /// At most this many entries of the step log go into one transaction of the writer thread's
 /// own, so a caller that needs the write connection meanwhile waits for a short one. Larger
@@ -271,13 +271,20 @@ impl Writer {
             self.count(batch.len());
             // Waiting for the lock, the batch cannot come back.
             let chunk = if flush { FLUSH_CHUNK } else { 0 };
+            let flushes = self.log.as_ref().map_or(0, |l| l.flushes());
             let _ = commit_batch(&conn.conn, batch, false, self.log.as_deref(), chunk);
             self.checkpoints.committed_on_thread();
-            if flush && self.log.as_ref().is_some_and(|l| l.has_pending()) {
-                // More than a chunk waits (or the flush failed: a lock held past the busy
-                // timeout, say). Requests queued meanwhile go first.
+            if let Some(log) = self.log.as_ref().filter(|l| flush && l.has_pending()) {
                 drop(conn);
-                self.flush_within(Duration::ZERO);
+                if log.flushes() != flushes {
+                    // More than a chunk waits: the next one at once (requests queued
+                    // meanwhile go first).
+                    self.flush_within(Duration::ZERO);
+                } else {
+                    // The flush failed (a full disk, a lock held past the busy timeout):
+                    // try again later rather than in a loop.
+                    self.flush_within(FLUSH_DELAY);
+                }
             }
         }
     }
