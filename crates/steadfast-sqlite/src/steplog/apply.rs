@@ -17,7 +17,7 @@ pub(crate) fn apply_all<'a>(
 ) -> Result<usize, StoreError> {
     let map = crate::schema::map_err;
     let mut lease = conn
-        .prepare_cached("SELECT status = 'running' AND owner = ?2 FROM workflows WHERE id = ?1")
+        .prepare_cached("SELECT status = 'running' AND owner IS ?2 FROM workflows WHERE id = ?1")
         .map_err(map)?;
     let mut last = conn
         .prepare_cached("SELECT coalesce(max(seq), 0) FROM journal WHERE workflow_id = ?1")
