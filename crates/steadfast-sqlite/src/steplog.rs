@@ -65,7 +65,7 @@ pub(crate) const FLUSH_DELAY: Duration = Duration::from_millis(10);
 /// With this many steps waiting, the writer thread flushes at once.
 const FLUSH_AT: usize = 256;
 
-/// The entry for flushes that must take everything.
+/// The flush limit that takes every waiting entry.
 pub(crate) const ALL: usize = usize::MAX;
 
 /// What became of a step or a workflow's end offered to the log.
