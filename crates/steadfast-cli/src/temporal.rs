@@ -139,9 +139,7 @@ fn list(
         })
         .collect();
     if json {
-        serde_json::to_writer_pretty(&mut *out, &rows)?;
-        writeln!(out)?;
-        return Ok(());
+        return crate::render::json(out, &rows);
     }
     if rows.is_empty() {
         let c = client.config();
@@ -189,15 +187,13 @@ async fn show(
     let history = client.history(id).await?;
     let totals = totals(&history.steps);
     if json {
-        serde_json::to_writer_pretty(
-            &mut *out,
+        return crate::render::json(
+            out,
             &ShowJson {
                 history: &history,
                 totals,
             },
-        )?;
-        writeln!(out)?;
-        return Ok(());
+        );
     }
     header(out, &history, &totals)?;
     writeln!(out)?;
@@ -410,8 +406,7 @@ async fn run_agent(
     let done = result?;
     if a.json {
         let v = json!({ "id": id, "output": done.output, "usage": done.usage });
-        serde_json::to_writer_pretty(&mut *out, &v)?;
-        writeln!(out)?;
+        crate::render::json(out, &v)?;
     } else {
         writeln!(out, "{}", done.output)?;
         let u = &done.usage;

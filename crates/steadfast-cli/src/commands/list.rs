@@ -66,9 +66,7 @@ pub async fn list(
         });
     }
     if json {
-        serde_json::to_writer_pretty(&mut *out, &rows)?;
-        writeln!(out)?;
-        return Ok(());
+        return crate::render::json(out, &rows);
     }
     if rows.is_empty() {
         let which = status.map(|s| format!("{s} ")).unwrap_or_default();

@@ -33,15 +33,13 @@ pub async fn show(db: &Db, out: &mut impl Write, id: &str, json: bool) -> anyhow
     let history = db.engine.history(id).await.map_err(|e| db.error(e))?;
     let totals = Totals::of(&history.steps);
     if json {
-        serde_json::to_writer_pretty(
-            &mut *out,
+        return crate::render::json(
+            out,
             &ShowJson {
                 history: &history,
                 totals,
             },
-        )?;
-        writeln!(out)?;
-        return Ok(());
+        );
     }
     header(out, &history, &totals)?;
     writeln!(out)?;
