@@ -179,27 +179,11 @@ async fn writer_killed_mid_commit_leaves_a_consistent_file() {
     assert_eq!(claimed.len(), 4);
     drop(store);
 
-    let mut child = spawn_child(
+    let acknowledged = run_and_kill(
         "writer_killed_mid_commit_leaves_a_consistent_file",
         db.path(),
-        "victim",
+        800,
     );
-    let stdout = child.stdout.take().expect("child stdout");
-    let mut acknowledged: HashMap<String, usize> = HashMap::new();
-    let start = Instant::now();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read child output");
-        if let Some(rest) = after(&line, "COMMITTED ") {
-            let (id, position) = rest.split_once(' ').expect("COMMITTED <id> <position>");
-            acknowledged.insert(id.to_owned(), position.parse::<usize>().unwrap() + 1);
-            if acknowledged.values().sum::<usize>() >= 800 {
-                break;
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "child too slow");
-    }
-    child.kill().expect("SIGKILL the child");
-    child.wait().expect("reap the child");
 
     let store = db.open();
     let names = vec![NAME.to_owned()];
@@ -213,26 +197,10 @@ async fn writer_killed_mid_commit_leaves_a_consistent_file() {
         4,
         "the dead owner's workflows are taken over"
     );
+    assert_journals(&store, &acknowledged).await;
     for w in 0..4 {
         let id = format!("wf{w}");
-        let journal = store.load_journal(&id).await.unwrap();
-        let n = journal.len();
-        let acked = acknowledged.get(&id).copied().unwrap_or(0);
-        assert!(
-            n >= acked,
-            "{id}: {acked} commits acknowledged but only {n} in the journal"
-        );
-        for (i, s) in journal.iter().enumerate() {
-            assert_eq!(
-                s,
-                &StepRecord {
-                    seq: s.seq,
-                    ..step(i)
-                },
-                "{id} step {i}"
-            );
-        }
-        assert!(journal.windows(2).all(|p| p[0].seq < p[1].seq));
+        let n = store.load_journal(&id).await.unwrap().len();
         // Exactly the messages of the committed steps are consumed.
         let next = store
             .next_message(&id, "m")
@@ -297,9 +265,9 @@ async fn logging_child(path: &Path, owner: &str) {
     }
 }
 
-/// Kill the logging child after `enough` acknowledged commits; the acknowledged count per
-/// workflow.
-fn run_and_kill_logging_child(test: &str, path: &Path, enough: usize) -> HashMap<String, usize> {
+/// Run the child of `test`, which prints `COMMITTED <workflow> <position>`, and kill it after
+/// `enough` acknowledged commits; the acknowledged count per workflow.
+fn run_and_kill(test: &str, path: &Path, enough: usize) -> HashMap<String, usize> {
     let mut child = spawn_child(test, path, "victim");
     let stdout = child.stdout.take().expect("child stdout");
     let mut acknowledged: HashMap<String, usize> = HashMap::new();
@@ -367,7 +335,7 @@ async fn logged_steps_of_a_killed_worker_are_imported_by_the_next_claim() {
     // Opened before the child runs: only its claim can find the child's log.
     let store = db.open();
     create_four(&store).await;
-    let acknowledged = run_and_kill_logging_child(TEST, db.path(), 800);
+    let acknowledged = run_and_kill(TEST, db.path(), 800);
     assert_eq!(
         segments(db.path()).len(),
         1,
@@ -414,7 +382,7 @@ async fn opening_the_file_imports_the_log_of_a_killed_worker() {
     let store = db.open();
     create_four(&store).await;
     drop(store);
-    let acknowledged = run_and_kill_logging_child(TEST, db.path(), 400);
+    let acknowledged = run_and_kill(TEST, db.path(), 400);
     let reader = db.open_with(steadfast_sqlite::SqliteOptions {
         step_log: false,
         ..Default::default()
