@@ -97,6 +97,14 @@ pub(crate) struct FinishEntry {
     pub(crate) at: Millis,
 }
 
+/// An entry to write, by reference: it serializes exactly as [`Entry`].
+#[derive(Serialize)]
+#[serde(tag = "entry", rename_all = "snake_case")]
+enum EntryRef<'a> {
+    Step(&'a EncodedStep),
+    Finish(&'a FinishEntry),
+}
+
 impl Entry {
     fn id(&self) -> &str {
         match self {
@@ -194,20 +202,13 @@ impl StepLog {
         if lease.positions.contains(&step.position) {
             return Err(step.duplicate());
         }
-        let entry = Entry::Step(step);
-        if !self.write(&mut st, &entry) {
-            let Entry::Step(step) = entry else {
-                unreachable!("a step entry")
-            };
+        if !self.write(&mut st, &EntryRef::Step(&step)) {
             return Ok(Logged::Transaction(step));
         }
-        let Entry::Step(step) = &entry else {
-            unreachable!("a step entry")
-        };
         if let Some(lease) = st.leases.get_mut(&step.id) {
             lease.positions.insert(step.position.clone());
         }
-        Ok(Logged::Done(push(&mut st, entry, expires_at)))
+        Ok(Logged::Done(push(&mut st, Entry::Step(step), expires_at)))
     }
 
     /// Log the end of top-level workflow `finish.id` if its lease is known to be held by its
@@ -228,19 +229,19 @@ impl StepLog {
         {
             return Ok(Logged::Transaction(finish));
         }
-        let entry = Entry::Finish(finish);
-        if !self.write(&mut st, &entry) {
-            let Entry::Finish(finish) = entry else {
-                unreachable!("a finish entry")
-            };
+        if !self.write(&mut st, &EntryRef::Finish(&finish)) {
             return Ok(Logged::Transaction(finish));
         }
-        st.leases.remove(entry.id());
-        Ok(Logged::Done(push(&mut st, entry, expires_at)))
+        st.leases.remove(&finish.id);
+        Ok(Logged::Done(push(
+            &mut st,
+            Entry::Finish(finish),
+            expires_at,
+        )))
     }
 
     /// Write `entry` at the end of the segment; whether it is there.
-    fn write(&self, st: &mut State, entry: &Entry) -> bool {
+    fn write(&self, st: &mut State, entry: &EntryRef<'_>) -> bool {
         let Some(mut record) = encode(entry, 0).filter(|r| (r.len() as u64) < SEGMENT_BYTES) else {
             return false;
         };

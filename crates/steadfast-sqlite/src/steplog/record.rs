@@ -4,6 +4,8 @@
 use std::io::Read;
 use std::path::Path;
 
+use serde::Serialize;
+
 use super::{Entry, SEGMENT_BYTES};
 
 /// The size of a record's header.
@@ -11,7 +13,7 @@ pub(super) const HEADER: usize = 12;
 
 /// A record with its header's length filled in (epoch and CRC come later), or `None` if the
 /// step cannot be encoded.
-pub(super) fn encode(entry: &Entry, epoch: u32) -> Option<Vec<u8>> {
+pub(super) fn encode(entry: &impl Serialize, epoch: u32) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; HEADER];
     serde_json::to_writer(&mut buf, entry).ok()?;
     let len = u32::try_from(buf.len() - HEADER).ok()?;
