@@ -114,6 +114,15 @@ impl Store for TimedStore {
         self.timed("create_workflow", self.inner.create_workflow(new))
     }
 
+    fn start_claimed<'a>(
+        &'a self,
+        new: NewWorkflow,
+        owner: &'a str,
+        lease: Duration,
+    ) -> StoreFuture<'a, (Created, Option<Claim>)> {
+        self.timed("start_claimed", self.inner.start_claimed(new, owner, lease))
+    }
+
     fn get_workflow<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<WorkflowRecord>> {
         self.timed("get_workflow", self.inner.get_workflow(id))
     }

@@ -114,6 +114,15 @@ impl<S: Store> Store for FailpointStore<S> {
         self.inner.create_workflow(new)
     }
 
+    fn start_claimed<'a>(
+        &'a self,
+        new: NewWorkflow,
+        owner: &'a str,
+        lease: Duration,
+    ) -> StoreFuture<'a, (Created, Option<Claim>)> {
+        self.inner.start_claimed(new, owner, lease)
+    }
+
     fn get_workflow<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<WorkflowRecord>> {
         self.inner.get_workflow(id)
     }

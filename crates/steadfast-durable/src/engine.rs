@@ -1,7 +1,7 @@
 //! The engine: a store plus the client operations (start, wait, send, cancel, inspect).
 
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -13,7 +13,7 @@ use crate::store::{
     AttemptRecord, Created, ListFilter, NewWorkflow, StepRecord, Store, WorkflowRecord,
     WorkflowStatus, WorkflowSummary,
 };
-use crate::worker::WorkerBuilder;
+use crate::worker::{self, WorkerBuilder, WorkerShared};
 use crate::workflow::Workflow;
 
 /// A durable engine over a [`Store`]. Cheap to clone.
@@ -22,6 +22,8 @@ pub struct Engine {
     store: Arc<dyn Store>,
     wake: Arc<Notify>,
     changed: Arc<Notify>,
+    /// The workers started from this engine (or its clones) in this process.
+    local: Arc<Mutex<Vec<Weak<WorkerShared>>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -53,6 +55,7 @@ impl Engine {
             store,
             wake: Arc::new(Notify::new()),
             changed: Arc::new(Notify::new()),
+            local: Arc::default(),
         }
     }
 
@@ -69,6 +72,23 @@ impl Engine {
         self.changed.notify_waiters();
     }
 
+    /// Make `worker` one of this engine's local workers.
+    pub(crate) fn add_local(&self, worker: &Arc<WorkerShared>) {
+        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        local.retain(|w| w.strong_count() > 0);
+        local.push(Arc::downgrade(worker));
+    }
+
+    /// A local worker that runs workflows named `name` and has a slot free for one more; the
+    /// slot is reserved for the caller.
+    fn local_worker(&self, name: &str) -> Option<Arc<WorkerShared>> {
+        let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        local
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|w| w.serves(name) && !w.stopped() && w.reserve())
+    }
+
     /// Build a worker that runs workflows of this engine.
     pub fn worker(&self) -> WorkerBuilder {
         WorkerBuilder::new(self.clone())
@@ -76,20 +96,40 @@ impl Engine {
 
     /// Start workflow `W` as `id`. Idempotent: if `id` exists already (running or finished), it
     /// is not started again, and the handle refers to it.
+    ///
+    /// When a worker of this engine runs `W` and has a slot free, the workflow is created
+    /// already leased to that worker ([`Store::start_claimed`]) and starts on it at once;
+    /// otherwise it is created pending, and whichever worker claims it first runs it.
     pub async fn start<W: Workflow>(
         &self,
         id: &str,
         input: W::Input,
     ) -> Result<WorkflowHandle<W>, WorkflowError> {
-        let created = self
-            .store
-            .create_workflow(NewWorkflow {
-                id: id.to_string(),
-                name: W::NAME.to_string(),
-                input: serde_json::to_value(input)?,
-                parent_id: None,
-            })
-            .await?;
+        let new = NewWorkflow {
+            id: id.to_string(),
+            name: W::NAME.to_string(),
+            input: serde_json::to_value(input)?,
+            parent_id: None,
+        };
+        // With a local worker for it, the workflow is created already claimed by that worker
+        // and handed to it: no second write, no wait for its next claim.
+        let (created, claim) = match self.local_worker(W::NAME) {
+            Some(w) => {
+                let started = self.store.start_claimed(new, w.id(), w.lease()).await;
+                match started {
+                    Ok((created, Some(claim))) => (created, Some((w, claim))),
+                    Ok((created, None)) => {
+                        w.unreserve();
+                        (created, None)
+                    }
+                    Err(e) => {
+                        w.unreserve();
+                        return Err(e.into());
+                    }
+                }
+            }
+            None => (self.store.create_workflow(new).await?, None),
+        };
         if let Created::Existing(rec) = &created
             && rec.name != W::NAME
         {
@@ -99,7 +139,10 @@ impl Engine {
                 W::NAME
             )));
         }
-        self.wake.notify_one();
+        match claim {
+            Some((w, claim)) => worker::adopt(&w, claim),
+            None => self.wake.notify_one(),
+        }
         Ok(self.handle(id))
     }
 

@@ -38,6 +38,54 @@ impl MemoryStore {
         // A panic while holding the lock leaves plain data behind, still consistent per call.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Create `new` (pending, or running under `claimed = (owner, lease)`), or report the
+    /// existing workflow with its id.
+    fn create(
+        &self,
+        new: NewWorkflow,
+        claimed: Option<(&str, Duration)>,
+    ) -> (Created, Option<Claim>) {
+        let mut state = self.lock();
+        if let Some(existing) = state.workflows.get(&new.id) {
+            return (Created::Existing(existing.record.clone()), None);
+        }
+        let now = now_millis();
+        let record = WorkflowRecord {
+            id: new.id.clone(),
+            name: new.name,
+            input: new.input,
+            status: match claimed {
+                Some(_) => WorkflowStatus::Running,
+                None => WorkflowStatus::Pending,
+            },
+            output: None,
+            owner: claimed.map(|(owner, _)| owner.to_owned()),
+            lease_expires_at: claimed.map(|(_, lease)| lease_until(now, lease)),
+            wake_at: None,
+            cancel_requested: false,
+            parent_id: new.parent_id,
+            created_at: now,
+            updated_at: now,
+        };
+        let claim = claimed.map(|_| Claim {
+            record: record.clone(),
+        });
+        let created = state.order.len();
+        state.order.push(new.id.clone());
+        state.workflows.insert(
+            new.id,
+            Entry {
+                record,
+                created,
+                journal: Vec::new(),
+                positions: HashSet::new(),
+                attempts: Vec::new(),
+                mailbox: Vec::new(),
+            },
+        );
+        (Created::New, claim)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -134,41 +182,16 @@ impl State {
 
 impl Store for MemoryStore {
     fn create_workflow(&self, new: NewWorkflow) -> StoreFuture<'_, Created> {
-        Box::pin(async move {
-            let mut state = self.lock();
-            if let Some(existing) = state.workflows.get(&new.id) {
-                return Ok(Created::Existing(existing.record.clone()));
-            }
-            let now = now_millis();
-            let record = WorkflowRecord {
-                id: new.id.clone(),
-                name: new.name,
-                input: new.input,
-                status: WorkflowStatus::Pending,
-                output: None,
-                owner: None,
-                lease_expires_at: None,
-                wake_at: None,
-                cancel_requested: false,
-                parent_id: new.parent_id,
-                created_at: now,
-                updated_at: now,
-            };
-            let created = state.order.len();
-            state.order.push(new.id.clone());
-            state.workflows.insert(
-                new.id,
-                Entry {
-                    record,
-                    created,
-                    journal: Vec::new(),
-                    positions: HashSet::new(),
-                    attempts: Vec::new(),
-                    mailbox: Vec::new(),
-                },
-            );
-            Ok(Created::New)
-        })
+        Box::pin(async move { Ok(self.create(new, None).0) })
+    }
+
+    fn start_claimed<'a>(
+        &'a self,
+        new: NewWorkflow,
+        owner: &'a str,
+        lease: Duration,
+    ) -> StoreFuture<'a, (Created, Option<Claim>)> {
+        Box::pin(async move { Ok(self.create(new, Some((owner, lease)))) })
     }
 
     fn get_workflow<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<WorkflowRecord>> {

@@ -358,6 +358,24 @@ pub trait Store: Send + Sync + 'static {
     /// Create a workflow, or report the existing one with that id (idempotent start).
     fn create_workflow(&self, new: NewWorkflow) -> StoreFuture<'_, Created>;
 
+    /// Create a workflow already claimed by `owner` with a lease of `lease`: what
+    /// [`Store::create_workflow`] and then a [`Store::claim`] of that one workflow do, in one
+    /// step. A process that starts a workflow its own worker runs uses it, so the workflow
+    /// neither waits for the worker's next claim nor costs a second write. An existing workflow
+    /// is reported as `create_workflow` reports it, and not claimed.
+    ///
+    /// The default creates the workflow pending and claims nothing: a worker's next claim picks
+    /// it up.
+    fn start_claimed<'a>(
+        &'a self,
+        new: NewWorkflow,
+        owner: &'a str,
+        lease: Duration,
+    ) -> StoreFuture<'a, (Created, Option<Claim>)> {
+        let _ = (owner, lease);
+        Box::pin(async move { Ok((self.create_workflow(new).await?, None)) })
+    }
+
     /// One workflow.
     fn get_workflow<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<WorkflowRecord>>;
 

@@ -52,7 +52,7 @@ mod wakeups;
 
 pub use leases::{
     claim_filters, claim_is_exclusive, concurrent_writers, dead_owner_takeover,
-    expired_lease_recovery, lease_renewal_and_fencing,
+    expired_lease_recovery, lease_renewal_and_fencing, start_claimed,
 };
 pub use records::{
     attempts, create_is_idempotent, duplicate_step, get_and_list, journal_round_trip,
@@ -75,6 +75,7 @@ macro_rules! store_kit_cases {
             lease_renewal_and_fencing,
             expired_lease_recovery,
             dead_owner_takeover,
+            start_claimed,
             journal_round_trip,
             duplicate_step,
             timers,

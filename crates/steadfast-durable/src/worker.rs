@@ -111,10 +111,11 @@ impl WorkerBuilder {
             deps: Arc::new(self.deps),
             observer: self.observer,
             config: self.config,
-            running: Mutex::new(HashMap::new()),
+            running: Mutex::new(Running::default()),
             active: AtomicUsize::new(0),
             finished: AtomicU64::new(0),
         });
+        shared.engine.add_local(&shared);
         let join = tokio::spawn(main_loop(shared.clone(), stop_rx));
         Worker {
             shared,
@@ -124,13 +125,22 @@ impl WorkerBuilder {
     }
 }
 
-struct Running {
+/// A workflow this worker runs.
+struct Run {
     run: Arc<RunShared>,
     lost: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
-struct WorkerShared {
+/// The workflows this worker runs, and whether it has stopped taking more.
+#[derive(Default)]
+struct Running {
+    runs: HashMap<String, Run>,
+    closed: bool,
+}
+
+/// A worker, as its main loop, its runs and its engine see it.
+pub(crate) struct WorkerShared {
     id: String,
     engine: Engine,
     names: Vec<String>,
@@ -138,9 +148,50 @@ struct WorkerShared {
     deps: Arc<Deps>,
     observer: Option<Observer>,
     config: WorkerConfig,
-    running: Mutex<HashMap<String, Running>>,
+    running: Mutex<Running>,
     active: AtomicUsize,
     finished: AtomicU64,
+}
+
+impl WorkerShared {
+    /// The worker's id (the lease owner it writes).
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The length of the leases it takes.
+    pub(crate) fn lease(&self) -> Duration {
+        self.config.lease
+    }
+
+    /// Whether it runs workflows named `name`.
+    pub(crate) fn serves(&self, name: &str) -> bool {
+        self.workflows.contains_key(name)
+    }
+
+    /// Whether it has stopped taking workflows.
+    pub(crate) fn stopped(&self) -> bool {
+        self.running().closed
+    }
+
+    /// Reserve a slot for one more run, if one is free.
+    pub(crate) fn reserve(&self) -> bool {
+        let max = self.config.max_concurrent;
+        self.active
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Give back a slot reserved for a run that did not start.
+    pub(crate) fn unreserve(&self) {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Running> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A running worker. Dropping it stops it without waiting; [`Worker::shutdown`] stops it and
@@ -171,13 +222,10 @@ impl Worker {
         if let Some(j) = self.join.take() {
             let _ = j.await;
         }
-        let running: Vec<(String, Running)> = {
-            let mut r = self
-                .shared
-                .running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            r.drain().collect()
+        let running: Vec<(String, Run)> = {
+            let mut r = self.shared.running();
+            r.closed = true;
+            r.runs.drain().collect()
         };
         for (id, r) in running {
             r.task.abort();
@@ -206,10 +254,10 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
-        if let Ok(mut r) = self.shared.running.lock() {
-            for (_, run) in r.drain() {
-                run.task.abort();
-            }
+        let mut r = self.shared.running();
+        r.closed = true;
+        for (_, run) in r.runs.drain() {
+            run.task.abort();
         }
     }
 }
@@ -248,7 +296,10 @@ async fn main_loop(w: Arc<WorkerShared>, mut stop: watch::Receiver<bool>) {
             {
                 Ok(claims) => {
                     for c in claims {
-                        spawn_run(&w, c);
+                        w.active.fetch_add(1, Ordering::SeqCst);
+                        if let Some(id) = spawn_run(&w, c) {
+                            give_back(&w, id);
+                        }
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "claiming workflows failed"),
@@ -272,10 +323,7 @@ async fn main_loop(w: Arc<WorkerShared>, mut stop: watch::Receiver<bool>) {
 }
 
 async fn renew(w: &Arc<WorkerShared>) {
-    let ids: Vec<String> = {
-        let r = w.running.lock().unwrap_or_else(|e| e.into_inner());
-        r.keys().cloned().collect()
-    };
+    let ids: Vec<String> = w.running().runs.keys().cloned().collect();
     if ids.is_empty() {
         return;
     }
@@ -287,9 +335,9 @@ async fn renew(w: &Arc<WorkerShared>) {
             return;
         }
     };
-    let r = w.running.lock().unwrap_or_else(|e| e.into_inner());
+    let r = w.running();
     for s in states {
-        if let Some(run) = r.get(&s.id) {
+        if let Some(run) = r.runs.get(&s.id) {
             if s.held {
                 run.run
                     .lease_until
@@ -313,11 +361,45 @@ fn lease_deadline(asked_at: i64, lease: Duration) -> i64 {
     asked_at + ms - ms / 10
 }
 
-fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) {
+/// Run `claim`, claimed for this worker by [`Engine::start`](crate::Engine::start) in a slot it
+/// reserved. A worker that has stopped gives the workflow back at once.
+pub(crate) fn adopt(w: &Arc<WorkerShared>, claim: Claim) {
+    if let Some(id) = spawn_run(w, claim) {
+        give_back(w, id);
+    }
+}
+
+/// Release the lease of workflow `id`, which this worker claimed but will not run, so that any
+/// worker can pick it up at once.
+fn give_back(w: &Arc<WorkerShared>, id: String) {
+    let w = w.clone();
+    tokio::spawn(async move {
+        let given_back = Outcome::Suspended {
+            wake_at: Some(now_millis()),
+            waiting_on: Vec::new(),
+        };
+        if let Err(e) = w.engine.store().finish(&id, &w.id, given_back).await {
+            tracing::warn!(workflow = %id, error = %e, "cannot give back a workflow");
+        }
+        w.engine.wake_handle().notify_one();
+    });
+}
+
+/// Run `claim` in a slot already counted in `active`. If it cannot run (the worker has stopped,
+/// or does not know the workflow), the slot is given back and so is the workflow's id.
+fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) -> Option<String> {
     let rec = claim.record;
     let Some(wf) = w.workflows.get(&rec.name).cloned() else {
-        return;
+        w.unreserve();
+        return Some(rec.id);
     };
+    // Taken before the run's task exists, so the task's removal of its entry comes after the
+    // entry is in.
+    let mut running = w.running();
+    if running.closed {
+        w.unreserve();
+        return Some(rec.id);
+    }
     // A root span: each execution of a workflow (first run, resumption) is its own trace.
     let span = tracing::info_span!(
         target: TARGET,
@@ -359,7 +441,6 @@ fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) {
         remote: None,
     });
     let lost = Arc::new(AtomicBool::new(false));
-    w.active.fetch_add(1, Ordering::SeqCst);
     let task = {
         let w = w.clone();
         let run = run.clone();
@@ -374,19 +455,14 @@ fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) {
             execute_run(&w, run, wf, input, report)
                 .instrument(span)
                 .await;
-            w.running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
+            w.running().runs.remove(&id);
             w.active.fetch_sub(1, Ordering::SeqCst);
             w.finished.fetch_add(1, Ordering::Relaxed);
             w.engine.notify_changed();
         })
     };
-    w.running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(rec.id, Running { run, lost, task });
+    running.runs.insert(rec.id, Run { run, lost, task });
+    None
 }
 
 /// Reports how one execution of a workflow ended on its `workflow` span, with the workflow's

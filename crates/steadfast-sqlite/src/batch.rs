@@ -93,7 +93,8 @@ pub(crate) fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 /// Apply `batch` in one transaction and answer every request. Entries of `log` come first:
-/// all of them if a request asks for it, else the first `flush` (a background flush). With
+/// all of them if a request asks for it, else the first `flush` (a background flush), of which
+/// only a few when requests wait (in `batch`, or queued meanwhile: `waiting`). With
 /// `give_back`, a batch whose transaction cannot start because another connection holds the
 /// lock is returned unanswered.
 pub(crate) fn commit_batch(
@@ -102,6 +103,7 @@ pub(crate) fn commit_batch(
     give_back: bool,
     log: Option<&StepLog>,
     flush: usize,
+    waiting: &dyn Fn() -> bool,
 ) -> Option<Vec<Job>> {
     if !conn.is_autocommit() {
         // A request panicked in the middle of the previous transaction.
@@ -119,13 +121,16 @@ pub(crate) fn commit_batch(
     }
     // The logged steps come first: what the requests write (a workflow's end, say) comes
     // after its steps.
-    let limit = if batch.iter().any(|j| j.flushes()) {
-        ALL
-    } else {
-        flush
-    };
+    let all = batch.iter().any(|j| j.flushes());
+    let limit = if all { ALL } else { flush };
+    // A background flush gives way to requests: they wait for a few entries, not a chunk.
+    let in_batch = !batch.is_empty();
+    let give_way = || !all && (in_batch || waiting());
     let log = log.filter(|_| limit > 0);
-    let flushed = match log.map(|l| l.flush_into(conn, limit)).transpose() {
+    let flushed = match log
+        .map(|l| l.flush_into(conn, limit, &give_way))
+        .transpose()
+    {
         Ok(n) => n.unwrap_or(0),
         Err(e) => {
             let _ = exec(conn, "ROLLBACK");

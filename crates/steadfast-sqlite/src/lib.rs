@@ -60,6 +60,7 @@ mod threads;
 mod writer;
 mod writes;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -225,6 +226,41 @@ impl Store for SqliteStore {
                 t.write_unflushed(move |c| writes::create_workflow(c, &new))
                     .await
             }
+        })
+    }
+
+    fn start_claimed<'a>(
+        &'a self,
+        new: NewWorkflow,
+        owner: &'a str,
+        lease: Duration,
+    ) -> StoreFuture<'a, (Created, Option<Claim>)> {
+        let id = new.id.clone();
+        Box::pin(async move {
+            let t = &self.inner.threads;
+            let who = owner.to_owned();
+            let create =
+                move |c: &rusqlite::Connection| writes::create(c, &new, Some((&who, lease)));
+            let Some(log) = self.log() else {
+                return t.write(create).await;
+            };
+            let held = log.holds(&id);
+            let asked = now_millis();
+            // As in `create_workflow`: only an existing workflow can have entries in the log.
+            let (created, claim) = if held {
+                t.write(create).await?
+            } else {
+                t.write_unflushed(create).await?
+            };
+            if let Some(claim) = &claim {
+                log.claimed(
+                    owner,
+                    writes::lease_until(asked, lease),
+                    std::slice::from_ref(claim),
+                    vec![HashSet::new()],
+                );
+            }
+            Ok((created, claim))
         })
     }
 

@@ -6,11 +6,13 @@
 //! So the steps of a workflow whose lease this store took, and the workflow's end, go to a log
 //! file of this store's own, and into the tables later, many per transaction:
 //!
-//! - **Segment.** Each store writes to one segment file, `{db}-steplog/{pid}-….log`, created on
-//!   the first entry and locked (`flock`) while the store is open. A record is a 12-byte header
-//!   (length, epoch, CRC-32) and the entry as JSON. The segment is reused from its start each
-//!   time everything in it has reached the tables; the epoch tells the records written since
-//!   from older ones further on.
+//! - **Segment.** Each store writes to a segment file of its own, `{db}-steplog/{pid}-….log`,
+//!   created on the first entry and locked (`flock`) while the store is open. A record is a
+//!   12-byte header (length, epoch, CRC-32) and the entry as JSON. The segment is reused from
+//!   its start each time everything in it has reached the tables; the epoch tells the records
+//!   written since from older ones further on. A segment that fills up while some of its
+//!   entries still wait is retired: the store goes on in a new segment, and deletes the old one
+//!   once its last entry is in the tables. File names sort in the order the segments were made.
 //! - **Flush.** A write transaction that must come after the log's entries (a consumed message,
 //!   a cancellation, a claim that may take over a workflow with entries in the log, any write
 //!   of the workflow's own) moves them into the tables first. The writer thread also flushes, in
@@ -55,12 +57,16 @@ mod record;
 use apply::apply_all;
 use record::{HEADER, decode_segment, encode, seal};
 
-/// The size of a segment. A step whose record does not fit in what is left commits by
-/// transaction (which flushes the log and so empties the segment).
+/// The size of a segment. A record that does not fit in what is left goes to a new segment; one
+/// larger than a segment commits by transaction.
 const SEGMENT_BYTES: u64 = 4 << 20;
 
 /// How long after the first step waiting in the log the writer thread flushes it.
 pub(crate) const FLUSH_DELAY: Duration = Duration::from_millis(10);
+
+/// A background flush checks this often (in entries) whether a request waits for the write
+/// connection, and if one does, commits what it has and lets the request go first.
+const GIVE_WAY_EVERY: usize = 16;
 
 /// With this many steps waiting, the writer thread flushes at once.
 const FLUSH_AT: usize = 256;
@@ -124,6 +130,8 @@ impl Entry {
 /// An entry waiting for the journal table.
 struct Pending {
     entry: Arc<Entry>,
+    /// Its place in this store's log, counting from 1.
+    lsn: u64,
     /// The lease's expiry as the store knew it when the entry was logged.
     expires_at: Millis,
 }
@@ -148,9 +156,20 @@ struct Segment {
     epoch: u32,
 }
 
+/// A full segment whose entries are not all in the tables yet.
+struct Retired {
+    segment: Segment,
+    /// The place of its last entry.
+    last: u64,
+}
+
 #[derive(Default)]
 struct State {
     segment: Option<Segment>,
+    /// Full segments, oldest first, deleted once their entries are in the tables.
+    retired: VecDeque<Retired>,
+    /// Entries logged so far.
+    logged: u64,
     /// Logged entries not yet in the database, in commit order.
     pending: VecDeque<Pending>,
     leases: HashMap<String, LocalLease>,
@@ -245,9 +264,22 @@ impl StepLog {
         let Some(mut record) = encode(entry, 0).filter(|r| (r.len() as u64) < SEGMENT_BYTES) else {
             return false;
         };
-        if st.segment.is_none() {
+        let full = st
+            .segment
+            .as_ref()
+            .is_some_and(|seg| seg.offset + record.len() as u64 > SEGMENT_BYTES);
+        if st.segment.is_none() || full {
+            // A full segment still has entries waiting (else it would have started over): it
+            // is deleted once they are in the tables.
             match self.create_segment() {
-                Ok(seg) => st.segment = Some(seg),
+                Ok(next) => {
+                    if let Some(segment) = st.segment.replace(next) {
+                        st.retired.push_back(Retired {
+                            segment,
+                            last: st.logged,
+                        });
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "the step log is unavailable; steps commit by transaction");
                     return false;
@@ -257,25 +289,22 @@ impl StepLog {
         let Some(seg) = st.segment.as_mut() else {
             return false;
         };
-        let len = record.len() as u64;
-        if seg.offset + len > SEGMENT_BYTES {
-            return false;
-        }
         record[4..8].copy_from_slice(&seg.epoch.to_le_bytes());
         seal(&mut record);
         if let Err(e) = seg.file.write_all_at(&record, seg.offset) {
             tracing::warn!(error = %e, "cannot write the step log; the step commits by transaction");
             return false;
         }
-        seg.offset += len;
+        seg.offset += record.len() as u64;
         true
     }
 
     fn create_segment(&self) -> Result<Segment, StoreError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         std::fs::create_dir_all(&self.dir).map_err(|e| io("create", &self.dir, e))?;
+        // Zero-padded, so that a process's segments sort in the order they were made.
         let path = self.dir.join(format!(
-            "{}-{}-{}.log",
+            "{}-{:013}-{:06}.log",
             std::process::id(),
             now_millis(),
             NEXT.fetch_add(1, Ordering::Relaxed)
@@ -303,18 +332,31 @@ impl StepLog {
         !lock(&self.state).pending.is_empty()
     }
 
-    /// Move up to `limit` logged entries into the database, inside the caller's transaction.
-    /// Returns how many were taken, to pass to [`StepLog::flushed`] once the transaction
-    /// commits.
-    pub(crate) fn flush_into(&self, conn: &Connection, limit: usize) -> Result<usize, StoreError> {
+    /// Move up to `limit` logged entries into the database, inside the caller's transaction;
+    /// every [`GIVE_WAY_EVERY`] entries, stop early if `give_way()`. Returns how many were
+    /// taken, to pass to [`StepLog::flushed`] once the transaction commits.
+    pub(crate) fn flush_into(
+        &self,
+        conn: &Connection,
+        limit: usize,
+        give_way: &dyn Fn() -> bool,
+    ) -> Result<usize, StoreError> {
         let entries: Vec<Arc<Entry>> = lock(&self.state)
             .pending
             .iter()
             .take(limit)
             .map(|p| p.entry.clone())
             .collect();
-        apply_all(conn, entries.iter().map(|e| &**e))?;
-        Ok(entries.len())
+        let mut taken = 0;
+        let until_asked = entries.iter().take_while(|_| {
+            if taken > 0 && taken % GIVE_WAY_EVERY == 0 && give_way() {
+                return false;
+            }
+            taken += 1;
+            true
+        });
+        apply_all(conn, until_asked.map(|e| &**e))?;
+        Ok(taken)
     }
 
     /// How many flushes have committed.
@@ -335,6 +377,13 @@ impl StepLog {
                 lease.in_table = true;
             }
         }
+        // Retired segments whose last entry is in the tables go.
+        let waiting = st.pending.front().map_or(u64::MAX, |p| p.lsn);
+        while st.retired.front().is_some_and(|r| r.last < waiting) {
+            if let Some(r) = st.retired.pop_front() {
+                remove_segment(&r.segment.path);
+            }
+        }
         if st.pending.is_empty()
             && let Some(seg) = st.segment.as_mut()
         {
@@ -343,7 +392,7 @@ impl StepLog {
             seg.offset = 0;
             if let Err(e) = seg.file.write_all_at(&[0; HEADER], 0) {
                 tracing::warn!(error = %e, "cannot reset the step log");
-                // Keep appending after what is there; importing it again changes nothing.
+                // Go on in a new segment; importing this one again changes nothing.
                 seg.offset = SEGMENT_BYTES;
             }
         }
@@ -489,10 +538,15 @@ impl StepLog {
     /// Stop: delete the segment if everything in it reached the journal.
     pub(crate) fn close(&self) {
         let mut st = lock(&self.state);
-        if st.pending.is_empty()
-            && let Some(seg) = st.segment.take()
-        {
-            let _ = std::fs::remove_file(&seg.path);
+        if st.pending.is_empty() {
+            let retired = std::mem::take(&mut st.retired);
+            for seg in retired
+                .into_iter()
+                .map(|r| r.segment)
+                .chain(st.segment.take())
+            {
+                remove_segment(&seg.path);
+            }
         }
     }
 }
@@ -507,6 +561,13 @@ pub(crate) struct Orphan {
 /// Import `orphans` into the database inside the caller's transaction.
 pub(crate) fn import(conn: &Connection, orphans: &[Orphan]) -> Result<usize, StoreError> {
     apply_all(conn, orphans.iter().flat_map(|o| o.entries.iter()))
+}
+
+/// Delete a segment of this store's whose entries are all in the tables.
+fn remove_segment(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot delete a step log segment");
+    }
 }
 
 /// Delete imported segments (their transaction committed).
@@ -590,8 +651,10 @@ pub(crate) fn apply_finish(record: &mut WorkflowRecord, end: FinishEntry) {
 
 /// Queue `entry` (logged) for the database; when to ask the writer thread to flush.
 fn push(st: &mut State, entry: Entry, expires_at: Millis) -> Option<Duration> {
+    st.logged += 1;
     st.pending.push_back(Pending {
         entry: Arc::new(entry),
+        lsn: st.logged,
         expires_at,
     });
     match st.pending.len() {

@@ -272,7 +272,15 @@ impl Writer {
             // Waiting for the lock, the batch cannot come back.
             let chunk = if flush { FLUSH_CHUNK } else { 0 };
             let flushes = self.log.as_ref().map_or(0, |l| l.flushes());
-            let _ = commit_batch(&conn.conn, batch, false, self.log.as_deref(), chunk);
+            let waiting = || !lock(&self.queue).jobs.is_empty();
+            let _ = commit_batch(
+                &conn.conn,
+                batch,
+                false,
+                self.log.as_deref(),
+                chunk,
+                &waiting,
+            );
             self.checkpoints.committed_on_thread();
             if let Some(log) = self.log.as_ref().filter(|l| flush && l.has_pending()) {
                 drop(conn);
@@ -294,7 +302,7 @@ impl Writer {
         let Some(log) = &self.log else { return };
         if log.has_pending() {
             let conn = lock(&self.conn);
-            let _ = commit_batch(&conn.conn, Vec::new(), false, Some(log), ALL);
+            let _ = commit_batch(&conn.conn, Vec::new(), false, Some(log), ALL, &|| false);
         }
         log.close();
     }
@@ -347,7 +355,8 @@ impl Lead<'_> {
                 Writer::take_batch(&mut q)
             };
             let n = batch.len();
-            if let Some(batch) = commit_batch(&conn.conn, batch, true, w.log.as_deref(), 0) {
+            let batch = commit_batch(&conn.conn, batch, true, w.log.as_deref(), 0, &|| false);
+            if let Some(batch) = batch {
                 // Another process holds the write lock.
                 let mut q = lock(&w.queue);
                 for job in batch.into_iter().rev() {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use steadfast_durable::{
     AttemptRecord, Claim, Created, LeaseState, Millis, NewWorkflow, Outcome, StepFailure, StepKind,
-    StepRecord, StoreError, WorkflowStatus, now_millis,
+    StepRecord, StoreError, WorkflowRecord, WorkflowStatus, now_millis,
 };
 
 use crate::reads::{WORKFLOW_COLUMNS, encoded, get_workflow, json, status, workflow};
@@ -26,21 +26,63 @@ pub(crate) fn lease_until(now: Millis, lease: Duration) -> Millis {
 }
 
 pub(crate) fn create_workflow(conn: &Connection, new: &NewWorkflow) -> Result<Created, StoreError> {
+    Ok(create(conn, new, None)?.0)
+}
+
+/// Create `new`: pending, or running under `claimed = (owner, lease)`; or report the existing
+/// workflow with its id.
+pub(crate) fn create(
+    conn: &Connection,
+    new: &NewWorkflow,
+    claimed: Option<(&str, Duration)>,
+) -> Result<(Created, Option<Claim>), StoreError> {
     let now = now_millis();
     let input = encoded(serde_json::to_string(&new.input))?;
+    let owner = claimed.map(|(owner, _)| owner);
+    let until = claimed.map(|(_, lease)| lease_until(now, lease));
+    let status = match claimed {
+        Some(_) => WorkflowStatus::Running,
+        None => WorkflowStatus::Pending,
+    };
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO workflows (id, name, input, status, parent_id, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO workflows (id, name, input, status, owner, lease_expires_at, parent_id, \
+                 created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) ON CONFLICT (id) DO NOTHING",
         )
         .map_err(map_err)?
-        .execute(params![new.id, new.name, input, new.parent_id, now])
+        .execute(params![
+            new.id,
+            new.name,
+            input,
+            status.as_str(),
+            owner,
+            until,
+            new.parent_id,
+            now
+        ])
         .map_err(map_err)?;
     if inserted == 1 {
-        return Ok(Created::New);
+        let claim = claimed.map(|(owner, _)| Claim {
+            record: WorkflowRecord {
+                id: new.id.clone(),
+                name: new.name.clone(),
+                input: new.input.clone(),
+                status,
+                output: None,
+                owner: Some(owner.to_owned()),
+                lease_expires_at: until,
+                wake_at: None,
+                cancel_requested: false,
+                parent_id: new.parent_id.clone(),
+                created_at: now,
+                updated_at: now,
+            },
+        });
+        return Ok((Created::New, claim));
     }
     match get_workflow(conn, &new.id)? {
-        Some(existing) => Ok(Created::Existing(existing)),
+        Some(existing) => Ok((Created::Existing(existing), None)),
         None => Err(StoreError::Backend(format!(
             "workflow `{}` neither inserted nor found",
             new.id

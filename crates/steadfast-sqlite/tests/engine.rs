@@ -77,6 +77,7 @@ on_both_stores!(
     child_workflows_and_journaled_values,
     cancellation_stops_a_waiting_workflow,
     an_early_message_does_not_wake_a_sleeper_again_and_again,
+    a_local_worker_takes_what_its_process_starts,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -643,4 +644,66 @@ async fn an_early_message_does_not_wake_a_sleeper_again_and_again(store: Arc<dyn
         w.runs_ended()
     );
     w.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Waits in a step until its gate (a worker dependency) lets it through.
+struct Gated;
+
+impl Workflow for Gated {
+    const NAME: &'static str = "gated";
+    type Input = ();
+    type Output = String;
+    async fn run(&self, ctx: &WorkflowCtx, _: ()) -> Result<String, WorkflowError> {
+        let gate = ctx.deps::<tokio::sync::Semaphore>()?;
+        ctx.step("pass", &(), move |_| {
+            let gate = gate.clone();
+            async move {
+                let _permit = gate.acquire().await;
+                Ok::<_, StepError>("passed".to_string())
+            }
+        })
+        .await
+    }
+}
+
+/// A workflow started where a worker for it runs is created already claimed by that worker,
+/// while the worker has a slot free; otherwise it is created pending, for any worker to claim.
+async fn a_local_worker_takes_what_its_process_starts(store: Arc<dyn Store>) {
+    let engine = Engine::from_arc(store);
+    let config = WorkerConfig {
+        max_concurrent: 1,
+        ..fast()
+    };
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let w = engine
+        .worker()
+        .config(config)
+        .deps::<tokio::sync::Semaphore>(gate.clone())
+        .workflow(Gated)
+        .start();
+    let status = |id: &'static str| {
+        let engine = engine.clone();
+        async move {
+            let r = engine.store().get_workflow(id).await.unwrap().unwrap();
+            (r.status, r.owner)
+        }
+    };
+    let first = engine.start::<Gated>("local-1", ()).await.unwrap();
+    // Running under the worker's lease as soon as `start` returns: no claim came between.
+    assert_eq!(
+        status("local-1").await,
+        (WorkflowStatus::Running, Some(w.id().to_owned()))
+    );
+    // The worker's one slot is taken: the next one waits for a claim.
+    let second = engine.start::<Gated>("local-2", ()).await.unwrap();
+    assert_eq!(status("local-2").await, (WorkflowStatus::Pending, None));
+    gate.add_permits(2);
+    assert_eq!(first.result().await.unwrap(), "passed");
+    assert_eq!(second.result().await.unwrap(), "passed");
+    // A worker that has stopped takes nothing.
+    w.shutdown().await;
+    engine.start::<Gated>("local-3", ()).await.unwrap();
+    assert_eq!(status("local-3").await, (WorkflowStatus::Pending, None));
 }

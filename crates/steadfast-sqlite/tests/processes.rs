@@ -461,3 +461,104 @@ async fn a_logged_end_survives_the_kill_of_its_process() {
     assert_eq!(journal.len(), 3);
     assert_eq!(store.running_owners().await.unwrap(), Vec::<String>::new());
 }
+
+/// A step of about 200 KB: twenty fill a segment of the step log.
+fn big_step(position: usize) -> StepRecord {
+    StepRecord {
+        output: Ok(json!({ "n": position, "text": "y".repeat(200 * 1024) })),
+        ..step(position)
+    }
+}
+
+/// Child: claim `wf0` and commit big steps on it through the step log, printing
+/// `COMMITTED wf0 <position>` after each acknowledged commit. Runs until killed.
+async fn big_logging_child(path: &Path, owner: &str) {
+    let store = SqliteStore::open(path).expect("child opens the store");
+    let claims = store
+        .claim(owner, &[NAME.to_owned()], 1, LONG, &[])
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 1, "the child claims wf0");
+    for i in 0.. {
+        store
+            .commit_step("wf0", owner, &big_step(i), None)
+            .await
+            .expect("commit");
+        println!("COMMITTED wf0 {i}");
+    }
+}
+
+/// A worker killed with its log spread over several segments (they filled up while another
+/// process held the write lock, so nothing could be flushed) loses none of its steps: the next
+/// claim imports the segments in the order they were written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_log_of_several_segments_is_imported_in_order() {
+    const TEST: &str = "a_log_of_several_segments_is_imported_in_order";
+    if let Some((path, owner)) = child_args() {
+        return big_logging_child(&path, &owner).await;
+    }
+    let db = TempDb::new("steplog-segments");
+    let store = db.open();
+    store.create_workflow(new_wf("wf0")).await.unwrap();
+    let mut child = spawn_child(TEST, db.path(), "victim");
+    let stdout = child.stdout.take().expect("child stdout");
+    let mut blocker = None;
+    let mut acknowledged = 0;
+    let start = Instant::now();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read child output");
+        if let Some(rest) = after(&line, "COMMITTED wf0 ") {
+            acknowledged = rest.parse::<usize>().unwrap() + 1;
+            if blocker.is_none() {
+                // From now on the child cannot flush its log.
+                let c = rusqlite::Connection::open(db.path()).unwrap();
+                c.busy_timeout(Duration::from_secs(10)).unwrap();
+                c.execute_batch("BEGIN IMMEDIATE").unwrap();
+                blocker = Some(c);
+            }
+            if acknowledged >= 70 {
+                break;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "child too slow");
+    }
+    child.kill().expect("SIGKILL the child");
+    child.wait().expect("reap the child");
+    let left = segments(db.path()).len();
+    assert!(left >= 3, "the killed worker left {left} segments");
+    if let Some(c) = blocker {
+        c.execute_batch("ROLLBACK").unwrap();
+    }
+    let claimed = store
+        .claim(
+            "survivor",
+            &[NAME.to_owned()],
+            1,
+            LONG,
+            &["victim".to_owned()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "the dead owner's workflow is taken over");
+    assert!(
+        segments(db.path()).is_empty(),
+        "the imported segments are deleted"
+    );
+    let journal = store.load_journal("wf0").await.unwrap();
+    assert!(
+        journal.len() >= acknowledged,
+        "{acknowledged} commits acknowledged but only {} in the journal",
+        journal.len()
+    );
+    for (i, s) in journal.iter().enumerate() {
+        assert_eq!(
+            s,
+            &StepRecord {
+                seq: s.seq,
+                ..big_step(i)
+            },
+            "step {i}"
+        );
+    }
+    assert!(journal.windows(2).all(|p| p[0].seq < p[1].seq));
+}

@@ -259,6 +259,88 @@ async fn logged_steps_reach_the_table_soon_and_the_log_goes_with_the_store() {
     );
 }
 
+/// A workflow created already claimed (`start_claimed`) is one write, and its steps go to the
+/// step log as after a `claim`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_started_claimed_logs_its_steps() {
+    let db = TempDb::new("start-claimed");
+    let store = db.open_with(SqliteOptions::default());
+    let before = store.stats();
+    let new = NewWorkflow {
+        id: "wf".into(),
+        name: "n".into(),
+        input: json!(null),
+        parent_id: None,
+    };
+    let (_, claim) = store
+        .start_claimed(new, "w", Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert!(claim.is_some(), "the SQLite store claims what it starts");
+    for i in 0..20 {
+        store.commit_step("wf", "w", &step(i), None).await.unwrap();
+    }
+    let after = store.stats();
+    assert_eq!(
+        after.requests - before.requests,
+        1,
+        "one write to start and claim; the steps are logged"
+    );
+    assert_eq!(store.load_journal("wf").await.unwrap().len(), 20);
+}
+
+/// A segment that fills up while its entries cannot reach the tables (another connection holds
+/// the write lock) is retired, not a reason to fall back to transactions; once the entries are
+/// in the tables, the retired segments are deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_segment_is_retired_and_deleted_once_flushed() {
+    let db = TempDb::new("rotate");
+    let store = claimed_with(
+        &db,
+        SqliteOptions {
+            busy_timeout: Duration::from_millis(50),
+            ..SqliteOptions::default()
+        },
+    )
+    .await;
+    let blocker = rusqlite::Connection::open(db.path()).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let before = store.stats();
+    // 70 records of about 200 KB: over three 4 MiB segments.
+    let big = "x".repeat(200 * 1024);
+    for i in 0..70 {
+        let s = StepRecord {
+            output: Ok(json!({ "n": i, "text": big })),
+            ..step(i)
+        };
+        store.commit_step("wf", "w", &s, None).await.unwrap();
+    }
+    assert_eq!(
+        store.stats().requests - before.requests,
+        0,
+        "every step was logged"
+    );
+    let held = segments(&db).len();
+    assert!(held >= 4, "{held} segments for 14 MB of steps");
+    assert_eq!(store.load_journal("wf").await.unwrap().len(), 70);
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+    store.flush().await.unwrap();
+    assert_eq!(
+        segments(&db).len(),
+        1,
+        "retired segments left: {:?}",
+        segments(&db)
+    );
+    let other = db.open_with(SqliteOptions {
+        step_log: false,
+        ..SqliteOptions::default()
+    });
+    let journal = other.load_journal("wf").await.unwrap();
+    assert_eq!(journal.len(), 70, "the table holds every step");
+    assert_eq!(journal[69].output, Ok(json!({ "n": 69, "text": big })));
+}
+
 /// A workflow's end goes through the step log too: this store reports it at once, other
 /// stores once it is flushed, and nothing counts it as running meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -442,3 +442,64 @@ pub async fn concurrent_writers<S: Store>(store: S) {
         assert_eq!(s.steps, want as u64, "step count of {}", s.record.id);
     }
 }
+
+/// `start_claimed` creates a workflow running under the caller's lease (or, by the trait's
+/// default, pending), reports an existing one without claiming it, and fences like `claim`.
+pub async fn start_claimed<S: Store>(store: S) {
+    let (created, claim) = store
+        .start_claimed(new_wf("sc", NAME), "a", LONG)
+        .await
+        .expect("start_claimed");
+    assert_eq!(created, Created::New, "start_claimed of a new id");
+    let Some(claim) = claim else {
+        // The trait's default: a pending workflow, for a worker's claim.
+        assert_eq!(get(&store, "sc").await.status, WorkflowStatus::Pending);
+        return;
+    };
+    let r = get(&store, "sc").await;
+    assert_eq!(claim.record, r, "the claim is the stored record");
+    assert_eq!(r.status, WorkflowStatus::Running);
+    assert_eq!(r.owner.as_deref(), Some("a"));
+    assert_eq!(r.input, json!({ "id": "sc" }));
+    let lease = r.lease_expires_at.expect("a lease");
+    assert!(
+        lease >= now_millis() + LONG.as_millis() as i64 - 5_000,
+        "lease {lease} is not about {LONG:?} long"
+    );
+    // Held: nobody else claims it, and the owner's writes are fenced as after `claim`.
+    assert!(
+        claim_ids(&store, "b", 10, LONG).await.is_empty(),
+        "taken over"
+    );
+    let r = store
+        .commit_step("sc", "b", &step("0", json!(0)), None)
+        .await;
+    assert!(is_lease_lost(&r), "commit by non-owner: {r:?}");
+    store
+        .commit_step("sc", "a", &step("0", json!(0)), None)
+        .await
+        .expect("commit by the owner");
+    // An existing workflow is reported as it is, and not claimed.
+    let (again, claim) = store
+        .start_claimed(new_wf("sc", NAME), "b", LONG)
+        .await
+        .expect("start_claimed again");
+    assert!(claim.is_none(), "an existing workflow was claimed again");
+    match again {
+        Created::Existing(e) => {
+            assert_eq!(e.owner.as_deref(), Some("a"), "existing record");
+            assert_eq!(e.status, WorkflowStatus::Running, "existing record");
+        }
+        Created::New => panic!("start_claimed of an existing id created it again"),
+    }
+    let done = Outcome::Finished {
+        status: WorkflowStatus::Completed,
+        output: json!("done"),
+    };
+    store.finish("sc", "a", done).await.expect("finish");
+    let r = get(&store, "sc").await;
+    assert_eq!(r.status, WorkflowStatus::Completed);
+    assert_eq!(r.owner, None, "a finished workflow has no owner");
+    let journal = store.load_journal("sc").await.expect("journal");
+    assert_eq!(journal.len(), 1, "the owner's step is in the journal");
+}
