@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -29,6 +28,7 @@ use crate::deps::Deps;
 use crate::error::{Attempt, StepError, WorkflowError};
 use crate::events::{Observer, StepEvent, StepEventKind};
 use crate::hashing::Fnv;
+use crate::json::Json;
 use crate::remote::{RemoteCall, RemoteEngine, RemoteOp, RemoteStep, decode_recv};
 use crate::store::{
     AttemptRecord, Millis, NewWorkflow, StepFailure, StepKind, StepRecord, Store, StoreFuture,
@@ -307,7 +307,7 @@ pub(crate) struct StepSpec {
     pub kind: StepKind,
     pub name: String,
     pub input_hash: String,
-    pub input: Option<Value>,
+    pub input: Option<Json>,
     pub policy: StepPolicy,
 }
 
@@ -451,12 +451,15 @@ impl WorkflowCtx {
         F: FnMut(StepCtx) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, StepError>> + Send + 'static,
     {
+        // The input hash is of the input's `Value` printed (map keys sorted), as it has always
+        // been: journals hold these hashes. Inputs are small; outputs skip the `Value`.
         let input = serde_json::to_value(input).unwrap_or(Value::Null);
+        let text = Json::from(&input);
         let spec = StepSpec {
             kind: StepKind::Step,
             name: name.to_string(),
-            input_hash: hash_of(&input),
-            input: Some(input),
+            input_hash: stable_hash(text.get().as_bytes()),
+            input: Some(text),
             policy,
         };
         if self.run.remote.is_some() {
@@ -464,7 +467,7 @@ impl WorkflowCtx {
                 RemoteOp::Step(RemoteStep {
                     kind: spec.kind,
                     name: spec.name,
-                    input: spec.input,
+                    input: Some(input),
                     input_hash: spec.input_hash,
                     policy: spec.policy,
                     body: Box::new(move |sc| {
@@ -584,7 +587,7 @@ impl WorkflowCtx {
                                 },
                                 attempts: attempt,
                                 duration: clock.elapsed(),
-                                input: spec.input.clone(),
+                                input: spec.input.as_ref().map(Json::to_value),
                                 output: None,
                             });
                             tokio::time::sleep(delay).await;
@@ -592,8 +595,9 @@ impl WorkflowCtx {
                         }
                     }
                 };
+                // Encoded once, straight to text: the store keeps it and a replay decodes it.
                 let output = match &result {
-                    Ok(v) => Ok(serde_json::to_value(v)?),
+                    Ok(v) => Ok(Json::encode(v)?),
                     Err(e) => Err(StepFailure {
                         message: e.message.clone(),
                         retryable: e.retryable,
@@ -663,8 +667,8 @@ impl WorkflowCtx {
             },
             attempts: record.attempts,
             duration: Duration::from_micros(record.duration_us.max(0) as u64),
-            input: record.input.clone(),
-            output: record.output.as_ref().ok().cloned(),
+            input: record.input.as_ref().map(Json::to_value),
+            output: record.output.as_ref().ok().map(Json::to_value),
         });
         if let Some(total) = &run.executed_usage
             && let Some(u) = usage_of(record)
@@ -709,7 +713,7 @@ impl WorkflowCtx {
             });
         }
         let value = match &record.output {
-            Ok(v) => Ok(T::deserialize(v)?),
+            Ok(v) => Ok(v.decode::<T>()?),
             Err(f) => Err(WorkflowError::StepFailed {
                 step: record.step_id.clone(),
                 message: f.message.clone(),
@@ -725,8 +729,8 @@ impl WorkflowCtx {
             event: StepEventKind::Replayed,
             attempts,
             duration: Duration::ZERO,
-            input: record.input.clone(),
-            output: record.output.as_ref().ok().cloned(),
+            input: record.input.as_ref().map(Json::to_value),
+            output: record.output.as_ref().ok().map(Json::to_value),
         });
         drop(journal);
         run.replayed.fetch_add(1, Ordering::Relaxed);
@@ -756,10 +760,11 @@ impl WorkflowCtx {
         T: Serialize + DeserializeOwned + Send + 'static,
         C: FnOnce() -> T + Send + 'static,
     {
+        let input = Json::from(&input);
         let spec = StepSpec {
             kind,
             name: short.to_string(),
-            input_hash: hash_of(&input),
+            input_hash: stable_hash(input.get().as_bytes()),
             input: Some(input),
             policy: StepPolicy::default(),
         };
@@ -893,13 +898,10 @@ impl WorkflowCtx {
             let span = step_span(&run, &spec, &step_id);
             loop {
                 if let Some(r) = ctx
-                    .replay::<Option<Value>>(&spec, &position, &step_id, &span)
+                    .replay::<Option<T>>(&spec, &position, &step_id, &span)
                     .inspect_err(|e| record_step_error(&span, e))?
                 {
-                    return match r? {
-                        Some(v) => Ok(Some(serde_json::from_value(v)?)),
-                        None => Ok(None),
-                    };
+                    return r;
                 }
                 if run.cancel.load(Ordering::SeqCst) {
                     return Err(WorkflowError::Cancelled(run.id.clone()));
@@ -920,7 +922,7 @@ impl WorkflowCtx {
                         name: topic.clone(),
                         input_hash: spec.input_hash.clone(),
                         input: None,
-                        output: Ok(serde_json::to_value(&payload)?),
+                        output: Ok(Json::encode(&payload)?),
                         attempts: 1,
                         started_at: now_millis(),
                         duration_us: 0,
@@ -975,13 +977,13 @@ impl WorkflowCtx {
         let store = self.run.store.clone();
         let parent = self.run.id.clone();
         let start_input =
-            serde_json::json!({ "id": child_id, "workflow": W::NAME, "input": input });
+            Json::from(serde_json::json!({ "id": child_id, "workflow": W::NAME, "input": input }));
         let start = self.execute(
             Short("start_child__", W::NAME),
             StepSpec {
                 kind: StepKind::Child,
                 name: W::NAME.to_string(),
-                input_hash: hash_of(&start_input),
+                input_hash: stable_hash(start_input.get().as_bytes()),
                 input: Some(start_input),
                 policy: StepPolicy::default(),
             },
@@ -997,7 +999,7 @@ impl WorkflowCtx {
                     };
                     async move {
                         match store.create_workflow(new).await {
-                            Ok(_) => Attempt::Ok(Value::Null),
+                            Ok(_) => Attempt::Ok(()),
                             Err(e) => Attempt::Failed(StepError::retryable(e)),
                         }
                     }
@@ -1007,22 +1009,22 @@ impl WorkflowCtx {
         let (position, step_id) = self.ns.alloc(Short("child__", W::NAME));
         let ctx = self.clone();
         futures::future::Either::Right(async move {
-            let _: Value = start.await?;
+            let () = start.await?;
             let spec = StepSpec {
                 kind: StepKind::Child,
                 name: W::NAME.to_string(),
                 input_hash: hash_of(&child_id),
-                input: Some(Value::from(child_id.clone())),
+                input: Some(Json::encode(&child_id)?),
                 policy: StepPolicy::default(),
             };
             let run = ctx.run.clone();
             let span = step_span(&run, &spec, &step_id);
             loop {
                 if let Some(r) = ctx
-                    .replay::<Value>(&spec, &position, &step_id, &span)
+                    .replay::<W::Output>(&spec, &position, &step_id, &span)
                     .inspect_err(|e| record_step_error(&span, e))?
                 {
-                    return Ok(serde_json::from_value(r?)?);
+                    return r;
                 }
                 let record = {
                     let _g = InFlight::new(&run);
@@ -1040,7 +1042,9 @@ impl WorkflowCtx {
                     continue;
                 }
                 let output = match record.status {
-                    WorkflowStatus::Completed => Ok(record.output.clone().unwrap_or(Value::Null)),
+                    WorkflowStatus::Completed => {
+                        Ok(record.output.as_ref().map_or_else(Json::null, Json::from))
+                    }
                     status => Err(StepFailure {
                         message: format!(
                             "child workflow `{child_id}` {status}: {}",
@@ -1057,7 +1061,7 @@ impl WorkflowCtx {
                     name: W::NAME.to_string(),
                     input_hash: spec.input_hash.clone(),
                     input: spec.input.clone(),
-                    output: output.clone(),
+                    output,
                     attempts: 1,
                     started_at: now_millis(),
                     duration_us: 0,
@@ -1069,13 +1073,13 @@ impl WorkflowCtx {
                 if !span.is_disabled() {
                     span.record(STEADFAST_REPLAYED, false);
                     span.record(STEADFAST_STEP_ATTEMPT, 1_i64);
-                    if let Err(f) = &output {
+                    if let Err(f) = &step.output {
                         span.record(OTEL_STATUS_CODE, "error");
                         span.record(OTEL_STATUS_DESCRIPTION, redact_secrets(&f.message));
                     }
                 }
-                return match output {
-                    Ok(v) => Ok(serde_json::from_value(v)?),
+                return match step.output {
+                    Ok(v) => Ok(v.decode()?),
                     Err(f) => Err(WorkflowError::StepFailed {
                         step: step_id,
                         message: f.message,
@@ -1129,13 +1133,13 @@ fn record_step_error(span: &Span, e: &WorkflowError) {
     span.record(OTEL_STATUS_DESCRIPTION, redact_secrets(&e.to_string()));
 }
 
-/// The usage of a model request, as its recorded output has it.
+/// The usage of a model request, as its recorded output has it. Only the output's `usage`
+/// field is deserialized; the rest of the text (the response's parts) is skipped.
 pub(crate) fn usage_of(step: &StepRecord) -> Option<Usage> {
     if step.kind != StepKind::ModelRequest {
         return None;
     }
-    let u = step.output.as_ref().ok()?.get("usage")?;
-    Usage::deserialize(u).ok()
+    step.output.as_ref().ok()?.field::<Usage>("usage").ok()?
 }
 
 /// How often a parent waiting on a child re-checks it, should the child's wake-up be missed.
@@ -1267,6 +1271,65 @@ mod tests {
                 assert_eq!(ns.child("é").prefix, reference.child("é"));
             }
         }
+    }
+
+    fn model_request(output: Result<Json, StepFailure>) -> StepRecord {
+        StepRecord {
+            position: "0".into(),
+            step_id: "a#1/model_request#1".into(),
+            kind: StepKind::ModelRequest,
+            name: "agent__a__model_request".into(),
+            input_hash: String::new(),
+            input: None,
+            output,
+            attempts: 1,
+            started_at: 0,
+            duration_us: 0,
+            seq: 0,
+        }
+    }
+
+    #[test]
+    fn usage_of_reads_the_usage_of_a_raw_model_response() {
+        let usage = Usage {
+            requests: 1,
+            input_tokens: 12,
+            output_tokens: 3,
+            cost_usd: 0.25,
+            ..Usage::default()
+        };
+        let response = steadfast_core::ModelResponse {
+            usage: usage.clone(),
+            ..steadfast_core::ModelResponse::text("the \"usage\": {} is in here too")
+        };
+        let record = model_request(Ok(Json::encode(&response).unwrap()));
+        assert_eq!(usage_of(&record), Some(usage.clone()));
+        // Text as a store hands it back: any key order, spaces, nested `usage` keys elsewhere.
+        let text = r#"{ "parts": [{"kind": "text", "content": "x", "usage": 5}],
+            "usage": {"cost_usd": 0.25, "output_tokens": 3, "input_tokens": 12, "requests": 1},
+            "model_name": "m" }"#;
+        let record = model_request(Ok(Json::from_string(text.into()).unwrap()));
+        assert_eq!(usage_of(&record), Some(usage));
+        // No usage, a usage that is not one, a failed step, another kind: none.
+        for text in [
+            r#"{"parts": []}"#,
+            r#"{"usage": null}"#,
+            r#"{"usage": 3}"#,
+            "[]",
+        ] {
+            let record = model_request(Ok(Json::from_string(text.into()).unwrap()));
+            assert_eq!(usage_of(&record), None, "{text}");
+        }
+        let failed = model_request(Err(StepFailure {
+            message: "x".into(),
+            retryable: false,
+        }));
+        assert_eq!(usage_of(&failed), None);
+        let tool = StepRecord {
+            kind: StepKind::Tool,
+            ..model_request(Ok(Json::encode(&response).unwrap()))
+        };
+        assert_eq!(usage_of(&tool), None);
     }
 
     #[test]

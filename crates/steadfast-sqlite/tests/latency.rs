@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use steadfast_durable::{NewWorkflow, StepKind, StepRecord, Store};
+use steadfast_durable::{Json, NewWorkflow, StepKind, StepRecord, Store};
 use steadfast_sqlite::{Durability, SqliteOptions};
 
 use common::TempDb;
@@ -20,8 +20,10 @@ fn step(position: String) -> StepRecord {
         kind: StepKind::Tool,
         name: "agent__a__tool__search".into(),
         input_hash: "0123456789abcdef".into(),
-        input: Some(json!({ "query": "steadfast" })),
-        output: Ok(json!({ "results": ["a", "b", "c"], "usage": { "input_tokens": 120 } })),
+        input: Some(Json::from(json!({ "query": "steadfast" }))),
+        output: Ok(Json::from(
+            json!({ "results": ["a", "b", "c"], "usage": { "input_tokens": 120 } }),
+        )),
         attempts: 1,
         started_at: 1_700_000_000_000,
         duration_us: 1234,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use steadfast_durable::{NewWorkflow, StepKind, StepRecord, Store};
+use steadfast_durable::{Json, NewWorkflow, StepKind, StepRecord, Store};
 use steadfast_sqlite::SqliteStore;
 
 use common::TempDb;
@@ -52,7 +52,7 @@ fn step(position: usize) -> StepRecord {
         name: "recv".into(),
         input_hash: "h".into(),
         input: None,
-        output: Ok(json!({ "n": position })),
+        output: Ok(Json::from(json!({ "n": position }))),
         attempts: 1,
         started_at: 0,
         duration_us: 0,

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use serde_json::json;
-use steadfast_durable::{NewWorkflow, StepKind, StepRecord, Store};
+use steadfast_durable::{Json, NewWorkflow, StepKind, StepRecord, Store};
 use steadfast_sqlite::{Durability, SqliteOptions, SqliteStore};
 
 use common::TempDb;
@@ -21,8 +21,8 @@ fn step(position: usize) -> StepRecord {
         kind: StepKind::Step,
         name: "s".into(),
         input_hash: "h".into(),
-        input: Some(json!(position)),
-        output: Ok(json!({ "n": position })),
+        input: Some(Json::from(json!(position))),
+        output: Ok(Json::from(json!({ "n": position }))),
         attempts: 1,
         started_at: 1,
         duration_us: 2,
@@ -324,7 +324,7 @@ async fn a_step_too_large_for_the_log_commits_by_transaction() {
     let store = claimed_with(&db, SqliteOptions::default()).await;
     store.commit_step("wf", "w", &step(0), None).await.unwrap();
     let large = StepRecord {
-        output: Ok(json!({ "text": "x".repeat(5 << 20) })),
+        output: Ok(Json::from(json!({ "text": "x".repeat(5 << 20) }))),
         ..step(1)
     };
     let before = store.stats();

@@ -297,7 +297,7 @@ pub async fn expired_lease_recovery<S: Store>(store: S) {
     let outputs: Vec<_> = journal.iter().map(|s| s.output.clone()).collect();
     assert_eq!(
         outputs,
-        [Ok(json!("a")), Ok(json!("b"))],
+        [ok(json!("a")), ok(json!("b"))],
         "journal keeps both owners' steps"
     );
 }
@@ -409,7 +409,7 @@ pub async fn concurrent_writers<S: Store>(store: S) {
             "seq increases"
         );
         for (s, rec) in journal.iter().enumerate() {
-            assert_eq!(rec.output, Ok(json!({ "w": w, "s": s })));
+            assert_eq!(rec.output, ok(json!({ "w": w, "s": s })));
         }
     }
     let shared = store.load_journal("shared").await.expect("journal");
