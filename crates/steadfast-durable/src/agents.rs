@@ -12,7 +12,7 @@ use steadfast_core::{
     ToolOutcome,
 };
 
-use crate::ctx::{Short, StepCtx, StepSpec, WorkflowCtx, hash_of};
+use crate::ctx::{Short, StepCtx, StepInput, StepSpec, WorkflowCtx, hash_of};
 use crate::error::{Attempt, StepError, WorkflowError};
 use crate::json::Json;
 use crate::remote::{RemoteOp, RemoteStep, StepBody};
@@ -87,7 +87,7 @@ impl DurableDriver {
             RemoteOp::Step(RemoteStep {
                 kind: spec.kind,
                 name: spec.name.clone(),
-                input: spec.input.as_ref().map(Json::to_value),
+                input: spec.input.to_value(),
                 input_hash: spec.input_hash.clone(),
                 policy: spec.policy,
                 body: body(),
@@ -161,7 +161,7 @@ impl Driver for DurableDriver {
             kind: StepKind::ModelRequest,
             name: self.step_name(call.agent, None),
             input_hash: self.requests.hash(call.messages, call.params),
-            input: None,
+            input: StepInput::None,
             policy: *call.policy,
         };
         if let Some(remote) = self.remote_step(short, &spec, || model_request_body(&call)) {
@@ -201,7 +201,7 @@ impl Driver for DurableDriver {
             kind: StepKind::Tool,
             name: self.step_name(call.agent, Some(&call.call.tool_name)),
             input_hash: hash_of(args),
-            input: input.ok(),
+            input: input.map_or(StepInput::None, StepInput::Json),
             policy: *call.policy,
         };
         let exec = call.exec;

@@ -307,8 +307,47 @@ pub(crate) struct StepSpec {
     pub kind: StepKind,
     pub name: String,
     pub input_hash: String,
-    pub input: Option<Json>,
+    pub input: StepInput,
     pub policy: StepPolicy,
+}
+
+/// A step's input as the context has it, for the history. It becomes [`Json`] only when the
+/// step runs and is committed: a replayed step does not encode it.
+pub(crate) enum StepInput {
+    /// Not kept (a model request's conversation, a mailbox receive).
+    None,
+    /// A value (a user step's input, a journaled value's parameters, a child's start).
+    Value(Value),
+    /// JSON text (a tool call's arguments, as the model wrote them).
+    Json(Json),
+}
+
+impl StepInput {
+    /// The input as the journal keeps it.
+    fn into_json(self) -> Option<Json> {
+        match self {
+            StepInput::None => None,
+            StepInput::Value(v) => Some(Json::from(&v)),
+            StepInput::Json(j) => Some(j),
+        }
+    }
+
+    /// The input as a `Value`, for a remote engine.
+    fn into_value(self) -> Option<Value> {
+        match self {
+            StepInput::Value(v) => Some(v),
+            other => other.to_value(),
+        }
+    }
+
+    /// The input as a `Value`, for step events and remote engines.
+    pub(crate) fn to_value(&self) -> Option<Value> {
+        match self {
+            StepInput::None => None,
+            StepInput::Value(v) => Some(v.clone()),
+            StepInput::Json(j) => Some(j.to_value()),
+        }
+    }
 }
 
 /// The context of a running workflow. Cheap to clone.
@@ -454,12 +493,11 @@ impl WorkflowCtx {
         // The input hash is of the input's `Value` printed (map keys sorted), as it has always
         // been: journals hold these hashes. Inputs are small; outputs skip the `Value`.
         let input = serde_json::to_value(input).unwrap_or(Value::Null);
-        let text = Json::from(&input);
         let spec = StepSpec {
             kind: StepKind::Step,
             name: name.to_string(),
-            input_hash: stable_hash(text.get().as_bytes()),
-            input: Some(text),
+            input_hash: hash_of(&input),
+            input: StepInput::Value(input),
             policy,
         };
         if self.run.remote.is_some() {
@@ -467,7 +505,7 @@ impl WorkflowCtx {
                 RemoteOp::Step(RemoteStep {
                     kind: spec.kind,
                     name: spec.name,
-                    input: Some(input),
+                    input: spec.input.into_value(),
                     input_hash: spec.input_hash,
                     policy: spec.policy,
                     body: Box::new(move |sc| {
@@ -587,7 +625,7 @@ impl WorkflowCtx {
                                 },
                                 attempts: attempt,
                                 duration: clock.elapsed(),
-                                input: spec.input.as_ref().map(Json::to_value),
+                                input: spec.input.to_value(),
                                 output: None,
                             });
                             tokio::time::sleep(delay).await;
@@ -609,7 +647,7 @@ impl WorkflowCtx {
                     kind: spec.kind,
                     name: spec.name,
                     input_hash: spec.input_hash,
-                    input: spec.input,
+                    input: spec.input.into_json(),
                     output,
                     attempts: attempt,
                     started_at,
@@ -760,12 +798,11 @@ impl WorkflowCtx {
         T: Serialize + DeserializeOwned + Send + 'static,
         C: FnOnce() -> T + Send + 'static,
     {
-        let input = Json::from(&input);
         let spec = StepSpec {
             kind,
             name: short.to_string(),
-            input_hash: stable_hash(input.get().as_bytes()),
-            input: Some(input),
+            input_hash: hash_of(&input),
+            input: StepInput::Value(input),
             policy: StepPolicy::default(),
         };
         let mut compute = Some(compute);
@@ -891,7 +928,7 @@ impl WorkflowCtx {
                 kind: StepKind::Recv,
                 name: topic.clone(),
                 input_hash: hash_of(&topic),
-                input: None,
+                input: StepInput::None,
                 policy: StepPolicy::default(),
             };
             let run = ctx.run.clone();
@@ -977,14 +1014,14 @@ impl WorkflowCtx {
         let store = self.run.store.clone();
         let parent = self.run.id.clone();
         let start_input =
-            Json::from(serde_json::json!({ "id": child_id, "workflow": W::NAME, "input": input }));
+            serde_json::json!({ "id": child_id, "workflow": W::NAME, "input": input });
         let start = self.execute(
             Short("start_child__", W::NAME),
             StepSpec {
                 kind: StepKind::Child,
                 name: W::NAME.to_string(),
-                input_hash: stable_hash(start_input.get().as_bytes()),
-                input: Some(start_input),
+                input_hash: hash_of(&start_input),
+                input: StepInput::Value(start_input),
                 policy: StepPolicy::default(),
             },
             {
@@ -1014,7 +1051,8 @@ impl WorkflowCtx {
                 kind: StepKind::Child,
                 name: W::NAME.to_string(),
                 input_hash: hash_of(&child_id),
-                input: Some(Json::encode(&child_id)?),
+                // The record's input (the child's id) is encoded when it is committed.
+                input: StepInput::None,
                 policy: StepPolicy::default(),
             };
             let run = ctx.run.clone();
@@ -1060,7 +1098,7 @@ impl WorkflowCtx {
                     kind: StepKind::Child,
                     name: W::NAME.to_string(),
                     input_hash: spec.input_hash.clone(),
-                    input: spec.input.clone(),
+                    input: Some(Json::encode(&child_id)?),
                     output,
                     attempts: 1,
                     started_at: now_millis(),
