@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use steadfast_durable::{
-    Engine, MemoryStore, NewWorkflow, StepError, StepKind, StepRecord, Store, Workflow,
+    Engine, Json, MemoryStore, NewWorkflow, StepError, StepKind, StepRecord, Store, Workflow,
     WorkflowCtx, WorkflowError, now_millis,
 };
 use steadfast_sqlite::{Durability, SqliteOptions};
@@ -64,8 +64,8 @@ fn record(i: usize) -> StepRecord {
         kind: StepKind::Step,
         name: "s".into(),
         input_hash: format!("{i:016x}"),
-        input: Some(json!(i)),
-        output: Ok(json!(i)),
+        input: Some(Json::from(json!(i))),
+        output: Ok(Json::from(json!(i))),
         attempts: 1,
         started_at: now_millis(),
         duration_us: 3,
@@ -109,7 +109,7 @@ pub async fn direct_commits(
             tokio::time::sleep(d).await;
         }
         let t = Instant::now();
-        store.commit_step(id, owner, &rec, None).await?;
+        store.commit_step(id, owner, rec, None).await?;
         if i >= warmup {
             samples.push(us(t.elapsed()));
         }

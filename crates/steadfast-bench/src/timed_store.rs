@@ -164,7 +164,7 @@ impl Store for TimedStore {
         &'a self,
         id: &'a str,
         owner: &'a str,
-        step: &'a StepRecord,
+        step: StepRecord,
         consume: Option<i64>,
     ) -> StoreFuture<'a, ()> {
         self.timed(

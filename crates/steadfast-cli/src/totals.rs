@@ -11,7 +11,6 @@
 use std::collections::HashSet;
 
 use serde::Serialize;
-use serde_json::Value;
 use steadfast_core::Usage;
 use steadfast_durable::{StepKind, StepRecord};
 
@@ -75,11 +74,11 @@ impl Totals {
     }
 }
 
-/// The `usage` of a finished model request or tool step.
+/// The `usage` of a finished model request or tool step (zero when the output has none). Only
+/// the output's `usage` field is deserialized.
 fn usage_of(step: &StepRecord) -> Option<Usage> {
     let output = step.output.as_ref().ok()?;
-    let usage = output.get("usage").cloned().unwrap_or(Value::Null);
-    let mut usage: Usage = serde_json::from_value(usage).unwrap_or_default();
+    let mut usage: Usage = output.field("usage").ok().flatten().unwrap_or_default();
     if step.kind == StepKind::ModelRequest {
         // A response is one request, whatever its usage says.
         usage.requests = usage.requests.max(1);
@@ -97,7 +96,8 @@ fn is_enclosed(step_id: &str, enclosing: &HashSet<String>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+    use steadfast_durable::Json;
 
     fn step(step_id: &str, kind: StepKind, output: Value) -> StepRecord {
         StepRecord {
@@ -107,7 +107,7 @@ mod tests {
             name: step_id.into(),
             input_hash: String::new(),
             input: None,
-            output: Ok(output),
+            output: Ok(Json::from(output)),
             attempts: 1,
             started_at: 0,
             duration_us: 0,

@@ -173,7 +173,7 @@ impl<S: Store> Store for FailpointStore<S> {
         &'a self,
         id: &'a str,
         owner: &'a str,
-        step: &'a StepRecord,
+        step: StepRecord,
         consume: Option<i64>,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use steadfast::History;
-use steadfast::durable::{StepKind, StepRecord, WorkflowRecord, WorkflowStatus};
+use steadfast::durable::{Json, StepKind, StepRecord, WorkflowRecord, WorkflowStatus};
 
 fn step(step_id: &str, kind: StepKind, output: Value) -> StepRecord {
     StepRecord {
@@ -17,7 +17,7 @@ fn step(step_id: &str, kind: StepKind, output: Value) -> StepRecord {
         name: step_id.to_string(),
         input_hash: String::new(),
         input: None,
-        output: Ok(output),
+        output: Ok(Json::from(output)),
         attempts: 1,
         started_at: 0,
         duration_us: 0,

@@ -58,11 +58,11 @@ fn durable_sleep_survives_a_restart() {
         h.steps.iter().any(|s| s.kind == StepKind::Sleep)
     });
     let sleep = h.steps.iter().find(|s| s.kind == StepKind::Sleep).unwrap();
-    let wake_at = sleep
+    let wake_at: i64 = sleep
         .output
-        .clone()
+        .as_ref()
         .unwrap()
-        .as_i64()
+        .decode()
         .expect("wake-up time");
     assert_eq!(h.workflow.wake_at, Some(wake_at), "the timer row");
     assert!(first.kill(), "the first process was still running");
@@ -160,7 +160,7 @@ fn mailbox_message_survives_a_restart() {
         .filter(|s| s.kind == StepKind::Recv)
         .collect();
     assert_eq!(recv.len(), 1);
-    assert_eq!(recv[0].output, Ok(payload));
+    assert_eq!(recv[0].output.clone().map(|o| o.to_value()), Ok(payload));
     assert_eq!(
         &after.steps[..before.steps.len()],
         &before.steps[..],

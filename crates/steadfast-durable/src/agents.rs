@@ -12,8 +12,9 @@ use steadfast_core::{
     ToolOutcome,
 };
 
-use crate::ctx::{Short, StepCtx, StepSpec, WorkflowCtx, hash_of};
+use crate::ctx::{Short, StepCtx, StepInput, StepSpec, WorkflowCtx, hash_of};
 use crate::error::{Attempt, StepError, WorkflowError};
+use crate::json::Json;
 use crate::remote::{RemoteOp, RemoteStep, StepBody};
 use crate::store::StepKind;
 
@@ -86,7 +87,7 @@ impl DurableDriver {
             RemoteOp::Step(RemoteStep {
                 kind: spec.kind,
                 name: spec.name.clone(),
-                input: spec.input.clone(),
+                input: spec.input.to_value(),
                 input_hash: spec.input_hash.clone(),
                 policy: spec.policy,
                 body: body(),
@@ -160,7 +161,7 @@ impl Driver for DurableDriver {
             kind: StepKind::ModelRequest,
             name: self.step_name(call.agent, None),
             input_hash: self.requests.hash(call.messages, call.params),
-            input: None,
+            input: StepInput::None,
             policy: *call.policy,
         };
         if let Some(remote) = self.remote_step(short, &spec, || model_request_body(&call)) {
@@ -191,14 +192,16 @@ impl Driver for DurableDriver {
         &'a self,
         call: ToolCall<'a>,
     ) -> BoxFuture<'a, Result<ToolOutcome, AgentError>> {
-        let args: serde_json::Value = serde_json::from_str(&call.call.args)
-            .unwrap_or_else(|_| serde_json::Value::String(call.call.args.clone()));
+        // The arguments as the model wrote them, checked to be JSON (else kept as a string).
+        // The hash is of the JSON of the arguments' text, as it has always been.
+        let args = &call.call.args;
+        let input = Json::from_string(args.clone()).or_else(|_| Json::encode(args));
         let short = Short("tool__", &call.call.tool_name);
         let spec = StepSpec {
             kind: StepKind::Tool,
             name: self.step_name(call.agent, Some(&call.call.tool_name)),
-            input_hash: hash_of(&call.call.args),
-            input: Some(args),
+            input_hash: hash_of(args),
+            input: input.map_or(StepInput::None, StepInput::Json),
             policy: *call.policy,
         };
         let exec = call.exec;

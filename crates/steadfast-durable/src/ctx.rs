@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -29,6 +28,7 @@ use crate::deps::Deps;
 use crate::error::{Attempt, StepError, WorkflowError};
 use crate::events::{Observer, StepEvent, StepEventKind};
 use crate::hashing::Fnv;
+use crate::json::Json;
 use crate::remote::{RemoteCall, RemoteEngine, RemoteOp, RemoteStep, decode_recv};
 use crate::store::{
     AttemptRecord, Millis, NewWorkflow, StepFailure, StepKind, StepRecord, Store, StoreFuture,
@@ -105,6 +105,12 @@ impl RunShared {
             o(&ev());
         }
     }
+}
+
+/// What is reported of a step once it is committed (see [`WorkflowCtx::report`]).
+struct Committed {
+    event: Option<StepEvent>,
+    usage: Option<Usage>,
 }
 
 /// Counts a step as in flight while alive; the worker never suspends a run with steps in flight.
@@ -307,8 +313,47 @@ pub(crate) struct StepSpec {
     pub kind: StepKind,
     pub name: String,
     pub input_hash: String,
-    pub input: Option<Value>,
+    pub input: StepInput,
     pub policy: StepPolicy,
+}
+
+/// A step's input as the context has it, for the history. It becomes [`Json`] only when the
+/// step runs and is committed: a replayed step does not encode it.
+pub(crate) enum StepInput {
+    /// Not kept (a model request's conversation, a mailbox receive).
+    None,
+    /// A value (a user step's input, a journaled value's parameters, a child's start).
+    Value(Value),
+    /// JSON text (a tool call's arguments, as the model wrote them).
+    Json(Json),
+}
+
+impl StepInput {
+    /// The input as the journal keeps it.
+    fn into_json(self) -> Option<Json> {
+        match self {
+            StepInput::None => None,
+            StepInput::Value(v) => Some(Json::from(&v)),
+            StepInput::Json(j) => Some(j),
+        }
+    }
+
+    /// The input as a `Value`, for a remote engine.
+    fn into_value(self) -> Option<Value> {
+        match self {
+            StepInput::Value(v) => Some(v),
+            other => other.to_value(),
+        }
+    }
+
+    /// The input as a `Value`, for step events and remote engines.
+    pub(crate) fn to_value(&self) -> Option<Value> {
+        match self {
+            StepInput::None => None,
+            StepInput::Value(v) => Some(v.clone()),
+            StepInput::Json(j) => Some(j.to_value()),
+        }
+    }
 }
 
 /// The context of a running workflow. Cheap to clone.
@@ -451,12 +496,14 @@ impl WorkflowCtx {
         F: FnMut(StepCtx) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, StepError>> + Send + 'static,
     {
+        // The input hash is of the input's `Value` printed (map keys sorted), as it has always
+        // been: journals hold these hashes. Inputs are small; outputs skip the `Value`.
         let input = serde_json::to_value(input).unwrap_or(Value::Null);
         let spec = StepSpec {
             kind: StepKind::Step,
             name: name.to_string(),
             input_hash: hash_of(&input),
-            input: Some(input),
+            input: StepInput::Value(input),
             policy,
         };
         if self.run.remote.is_some() {
@@ -464,7 +511,7 @@ impl WorkflowCtx {
                 RemoteOp::Step(RemoteStep {
                     kind: spec.kind,
                     name: spec.name,
-                    input: spec.input,
+                    input: spec.input.into_value(),
                     input_hash: spec.input_hash,
                     policy: spec.policy,
                     body: Box::new(move |sc| {
@@ -584,7 +631,7 @@ impl WorkflowCtx {
                                 },
                                 attempts: attempt,
                                 duration: clock.elapsed(),
-                                input: spec.input.clone(),
+                                input: spec.input.to_value(),
                                 output: None,
                             });
                             tokio::time::sleep(delay).await;
@@ -592,8 +639,9 @@ impl WorkflowCtx {
                         }
                     }
                 };
+                // Encoded once, straight to text: the store keeps it and a replay decodes it.
                 let output = match &result {
-                    Ok(v) => Ok(serde_json::to_value(v)?),
+                    Ok(v) => Ok(Json::encode(v)?),
                     Err(e) => Err(StepFailure {
                         message: e.message.clone(),
                         retryable: e.retryable,
@@ -605,15 +653,16 @@ impl WorkflowCtx {
                     kind: spec.kind,
                     name: spec.name,
                     input_hash: spec.input_hash,
-                    input: spec.input,
+                    input: spec.input.into_json(),
                     output,
                     attempts: attempt,
                     started_at,
                     duration_us: clock.elapsed().as_micros() as i64,
                     seq: 0,
                 };
-                ctx.commit(&record, None).await?;
-                ctx.committed(&record);
+                let report = ctx.report(&record);
+                ctx.commit(record, None).await?;
+                ctx.committed(report);
                 run.executed.fetch_add(1, Ordering::Relaxed);
                 if !span.is_disabled() {
                     span.record(STEADFAST_STEP_ATTEMPT, i64::from(attempt));
@@ -636,21 +685,19 @@ impl WorkflowCtx {
         }
     }
 
-    /// Write-ahead: commit the record; once that is done, [`WorkflowCtx::committed`] reports
-    /// it. (The store's future is awaited as it is, so a step's future holds no more than it.)
-    fn commit<'a>(&'a self, record: &'a StepRecord, consume: Option<i64>) -> StoreFuture<'a, ()> {
+    /// Write-ahead: commit the record (the store takes it); once that is done,
+    /// [`WorkflowCtx::committed`] reports it. (The store's future is awaited as it is, so a
+    /// step's future holds no more than it.)
+    fn commit(&self, record: StepRecord, consume: Option<i64>) -> StoreFuture<'_, ()> {
         let run = &self.run;
         run.store.commit_step(&run.id, &run.owner, record, consume)
     }
 
-    /// Report a committed record.
-    ///
-    /// The record is not kept in this run's journal: a run never looks up a position it ran
-    /// itself (positions only grow). Only its usage is kept, for the workflow span, when that
-    /// span is recorded.
-    fn committed(&self, record: &StepRecord) {
+    /// What to report of `record` once it is committed: its event, if an observer listens,
+    /// and its usage, if the workflow span records it. Taken before the store takes the record.
+    fn report(&self, record: &StepRecord) -> Committed {
         let run = &self.run;
-        run.emit(|| StepEvent {
+        let event = run.observer.as_ref().map(|_| StepEvent {
             workflow_id: run.id.clone(),
             step_id: record.step_id.clone(),
             kind: record.kind,
@@ -663,13 +710,25 @@ impl WorkflowCtx {
             },
             attempts: record.attempts,
             duration: Duration::from_micros(record.duration_us.max(0) as u64),
-            input: record.input.clone(),
-            output: record.output.as_ref().ok().cloned(),
+            input: record.input.as_ref().map(Json::to_value),
+            output: record.output.as_ref().ok().map(Json::to_value),
         });
-        if let Some(total) = &run.executed_usage
-            && let Some(u) = usage_of(record)
-        {
-            *total.lock().unwrap_or_else(|e| e.into_inner()) += &u;
+        let usage = run.executed_usage.as_ref().and_then(|_| usage_of(record));
+        Committed { event, usage }
+    }
+
+    /// Report a committed record.
+    ///
+    /// The record is not kept in this run's journal: a run never looks up a position it ran
+    /// itself (positions only grow). Only its usage is kept, for the workflow span, when that
+    /// span is recorded.
+    fn committed(&self, report: Committed) {
+        let run = &self.run;
+        if let (Some(o), Some(event)) = (&run.observer, &report.event) {
+            o(event);
+        }
+        if let (Some(total), Some(u)) = (&run.executed_usage, &report.usage) {
+            *total.lock().unwrap_or_else(|e| e.into_inner()) += u;
         }
     }
 
@@ -709,7 +768,7 @@ impl WorkflowCtx {
             });
         }
         let value = match &record.output {
-            Ok(v) => Ok(T::deserialize(v)?),
+            Ok(v) => Ok(v.decode::<T>()?),
             Err(f) => Err(WorkflowError::StepFailed {
                 step: record.step_id.clone(),
                 message: f.message.clone(),
@@ -725,8 +784,8 @@ impl WorkflowCtx {
             event: StepEventKind::Replayed,
             attempts,
             duration: Duration::ZERO,
-            input: record.input.clone(),
-            output: record.output.as_ref().ok().cloned(),
+            input: record.input.as_ref().map(Json::to_value),
+            output: record.output.as_ref().ok().map(Json::to_value),
         });
         drop(journal);
         run.replayed.fetch_add(1, Ordering::Relaxed);
@@ -760,7 +819,7 @@ impl WorkflowCtx {
             kind,
             name: short.to_string(),
             input_hash: hash_of(&input),
-            input: Some(input),
+            input: StepInput::Value(input),
             policy: StepPolicy::default(),
         };
         let mut compute = Some(compute);
@@ -886,20 +945,17 @@ impl WorkflowCtx {
                 kind: StepKind::Recv,
                 name: topic.clone(),
                 input_hash: hash_of(&topic),
-                input: None,
+                input: StepInput::None,
                 policy: StepPolicy::default(),
             };
             let run = ctx.run.clone();
             let span = step_span(&run, &spec, &step_id);
             loop {
                 if let Some(r) = ctx
-                    .replay::<Option<Value>>(&spec, &position, &step_id, &span)
+                    .replay::<Option<T>>(&spec, &position, &step_id, &span)
                     .inspect_err(|e| record_step_error(&span, e))?
                 {
-                    return match r? {
-                        Some(v) => Ok(Some(serde_json::from_value(v)?)),
-                        None => Ok(None),
-                    };
+                    return r;
                 }
                 if run.cancel.load(Ordering::SeqCst) {
                     return Err(WorkflowError::Cancelled(run.id.clone()));
@@ -920,14 +976,15 @@ impl WorkflowCtx {
                         name: topic.clone(),
                         input_hash: spec.input_hash.clone(),
                         input: None,
-                        output: Ok(serde_json::to_value(&payload)?),
+                        output: Ok(Json::encode(&payload)?),
                         attempts: 1,
                         started_at: now_millis(),
                         duration_us: 0,
                         seq: 0,
                     };
-                    ctx.commit(&record, consume).await?;
-                    ctx.committed(&record);
+                    let report = ctx.report(&record);
+                    ctx.commit(record, consume).await?;
+                    ctx.committed(report);
                     run.executed.fetch_add(1, Ordering::Relaxed);
                     if !span.is_disabled() {
                         span.record(STEADFAST_REPLAYED, false);
@@ -982,7 +1039,7 @@ impl WorkflowCtx {
                 kind: StepKind::Child,
                 name: W::NAME.to_string(),
                 input_hash: hash_of(&start_input),
-                input: Some(start_input),
+                input: StepInput::Value(start_input),
                 policy: StepPolicy::default(),
             },
             {
@@ -997,7 +1054,7 @@ impl WorkflowCtx {
                     };
                     async move {
                         match store.create_workflow(new).await {
-                            Ok(_) => Attempt::Ok(Value::Null),
+                            Ok(_) => Attempt::Ok(()),
                             Err(e) => Attempt::Failed(StepError::retryable(e)),
                         }
                     }
@@ -1007,22 +1064,23 @@ impl WorkflowCtx {
         let (position, step_id) = self.ns.alloc(Short("child__", W::NAME));
         let ctx = self.clone();
         futures::future::Either::Right(async move {
-            let _: Value = start.await?;
+            let () = start.await?;
             let spec = StepSpec {
                 kind: StepKind::Child,
                 name: W::NAME.to_string(),
                 input_hash: hash_of(&child_id),
-                input: Some(Value::from(child_id.clone())),
+                // The record's input (the child's id) is encoded when it is committed.
+                input: StepInput::None,
                 policy: StepPolicy::default(),
             };
             let run = ctx.run.clone();
             let span = step_span(&run, &spec, &step_id);
             loop {
                 if let Some(r) = ctx
-                    .replay::<Value>(&spec, &position, &step_id, &span)
+                    .replay::<W::Output>(&spec, &position, &step_id, &span)
                     .inspect_err(|e| record_step_error(&span, e))?
                 {
-                    return Ok(serde_json::from_value(r?)?);
+                    return r;
                 }
                 let record = {
                     let _g = InFlight::new(&run);
@@ -1040,7 +1098,9 @@ impl WorkflowCtx {
                     continue;
                 }
                 let output = match record.status {
-                    WorkflowStatus::Completed => Ok(record.output.clone().unwrap_or(Value::Null)),
+                    WorkflowStatus::Completed => {
+                        Ok(record.output.as_ref().map_or_else(Json::null, Json::from))
+                    }
                     status => Err(StepFailure {
                         message: format!(
                             "child workflow `{child_id}` {status}: {}",
@@ -1056,15 +1116,17 @@ impl WorkflowCtx {
                     kind: StepKind::Child,
                     name: W::NAME.to_string(),
                     input_hash: spec.input_hash.clone(),
-                    input: spec.input.clone(),
-                    output: output.clone(),
+                    input: Some(Json::encode(&child_id)?),
+                    output,
                     attempts: 1,
                     started_at: now_millis(),
                     duration_us: 0,
                     seq: 0,
                 };
-                ctx.commit(&step, None).await?;
-                ctx.committed(&step);
+                let report = ctx.report(&step);
+                let output = step.output.clone();
+                ctx.commit(step, None).await?;
+                ctx.committed(report);
                 run.executed.fetch_add(1, Ordering::Relaxed);
                 if !span.is_disabled() {
                     span.record(STEADFAST_REPLAYED, false);
@@ -1075,7 +1137,7 @@ impl WorkflowCtx {
                     }
                 }
                 return match output {
-                    Ok(v) => Ok(serde_json::from_value(v)?),
+                    Ok(v) => Ok(v.decode()?),
                     Err(f) => Err(WorkflowError::StepFailed {
                         step: step_id,
                         message: f.message,
@@ -1129,13 +1191,13 @@ fn record_step_error(span: &Span, e: &WorkflowError) {
     span.record(OTEL_STATUS_DESCRIPTION, redact_secrets(&e.to_string()));
 }
 
-/// The usage of a model request, as its recorded output has it.
+/// The usage of a model request, as its recorded output has it. Only the output's `usage`
+/// field is deserialized; the rest of the text (the response's parts) is skipped.
 pub(crate) fn usage_of(step: &StepRecord) -> Option<Usage> {
     if step.kind != StepKind::ModelRequest {
         return None;
     }
-    let u = step.output.as_ref().ok()?.get("usage")?;
-    Usage::deserialize(u).ok()
+    step.output.as_ref().ok()?.field::<Usage>("usage").ok()?
 }
 
 /// How often a parent waiting on a child re-checks it, should the child's wake-up be missed.
@@ -1267,6 +1329,65 @@ mod tests {
                 assert_eq!(ns.child("é").prefix, reference.child("é"));
             }
         }
+    }
+
+    fn model_request(output: Result<Json, StepFailure>) -> StepRecord {
+        StepRecord {
+            position: "0".into(),
+            step_id: "a#1/model_request#1".into(),
+            kind: StepKind::ModelRequest,
+            name: "agent__a__model_request".into(),
+            input_hash: String::new(),
+            input: None,
+            output,
+            attempts: 1,
+            started_at: 0,
+            duration_us: 0,
+            seq: 0,
+        }
+    }
+
+    #[test]
+    fn usage_of_reads_the_usage_of_a_raw_model_response() {
+        let usage = Usage {
+            requests: 1,
+            input_tokens: 12,
+            output_tokens: 3,
+            cost_usd: 0.25,
+            ..Usage::default()
+        };
+        let response = steadfast_core::ModelResponse {
+            usage: usage.clone(),
+            ..steadfast_core::ModelResponse::text("the \"usage\": {} is in here too")
+        };
+        let record = model_request(Ok(Json::encode(&response).unwrap()));
+        assert_eq!(usage_of(&record), Some(usage.clone()));
+        // Text as a store hands it back: any key order, spaces, nested `usage` keys elsewhere.
+        let text = r#"{ "parts": [{"kind": "text", "content": "x", "usage": 5}],
+            "usage": {"cost_usd": 0.25, "output_tokens": 3, "input_tokens": 12, "requests": 1},
+            "model_name": "m" }"#;
+        let record = model_request(Ok(Json::from_string(text.into()).unwrap()));
+        assert_eq!(usage_of(&record), Some(usage));
+        // No usage, a usage that is not one, a failed step, another kind: none.
+        for text in [
+            r#"{"parts": []}"#,
+            r#"{"usage": null}"#,
+            r#"{"usage": 3}"#,
+            "[]",
+        ] {
+            let record = model_request(Ok(Json::from_string(text.into()).unwrap()));
+            assert_eq!(usage_of(&record), None, "{text}");
+        }
+        let failed = model_request(Err(StepFailure {
+            message: "x".into(),
+            retryable: false,
+        }));
+        assert_eq!(usage_of(&failed), None);
+        let tool = StepRecord {
+            kind: StepKind::Tool,
+            ..model_request(Ok(Json::encode(&response).unwrap()))
+        };
+        assert_eq!(usage_of(&tool), None);
     }
 
     #[test]

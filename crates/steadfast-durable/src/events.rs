@@ -48,9 +48,10 @@ pub struct StepEvent {
     /// Time spent: for a replay, the time to answer from the journal; otherwise over all
     /// attempts.
     pub duration: Duration,
-    /// The step's input, when journaled.
+    /// The step's input, when journaled. (Built from the journal's JSON text for the event:
+    /// only runs with an observer pay for it.)
     pub input: Option<Value>,
-    /// The step's output, when it has one.
+    /// The step's output, when it has one (built the same way).
     pub output: Option<Value>,
 }
 

@@ -318,7 +318,7 @@ impl Store for MemoryStore {
         &'a self,
         id: &'a str,
         owner: &'a str,
-        step: &'a StepRecord,
+        step: StepRecord,
         consume: Option<i64>,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
@@ -340,7 +340,7 @@ impl Store for MemoryStore {
                     None => return Err(unknown_message(id, seq)),
                 }
             }
-            let mut step = step.clone();
+            let mut step = step;
             step.seq = entry.journal.last().map_or(0, |s| s.seq) + 1;
             entry.positions.insert(step.position.clone());
             entry.journal.push(step);

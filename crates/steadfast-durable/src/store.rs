@@ -12,6 +12,8 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::json::Json;
+
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
 
@@ -202,9 +204,10 @@ pub struct StepRecord {
     /// The input itself, for the history, when it is small and useful (tool arguments, user
     /// step inputs); `None` for model requests, whose input is the whole conversation.
     #[serde(default)]
-    pub input: Option<Value>,
-    /// The result: `Ok` JSON, or the error of a step that failed for good.
-    pub output: Result<Value, StepFailure>,
+    pub input: Option<Json>,
+    /// The result: `Ok` with the step's value as JSON text, or the error of a step that failed
+    /// for good. The engine encodes the value once; stores keep the text as it is.
+    pub output: Result<Json, StepFailure>,
     /// Attempts made (1 when the first one succeeded).
     pub attempts: u32,
     /// When the first attempt started.
@@ -411,13 +414,14 @@ pub trait Store: Send + Sync + 'static {
     /// Append a finished step to the journal, atomically with consuming mailbox message
     /// `consume` if given. Fenced by `owner`. Concurrent calls may be committed together.
     ///
-    /// The store assigns the step's `seq` and copies what it keeps; the engine keeps `step` in
-    /// its own journal of the run.
+    /// The store takes the record and assigns its `seq` (the `seq` given is ignored). The
+    /// step's input and output [`Json`] texts are kept as they are: `load_journal` returns the
+    /// same texts (so the records compare equal).
     fn commit_step<'a>(
         &'a self,
         id: &'a str,
         owner: &'a str,
-        step: &'a StepRecord,
+        step: StepRecord,
         consume: Option<i64>,
     ) -> StoreFuture<'a, ()>;
 

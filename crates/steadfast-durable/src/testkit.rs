@@ -29,6 +29,8 @@
 //! - Fencing is by owner: a worker whose lease expired keeps it until another worker claims the
 //!   workflow. Methods on a missing workflow fail with `NotFound` (reads return nothing).
 //! - Journal `seq` and mailbox `seq` increase per workflow.
+//! - A step's input and output come back as the very JSON text committed (spaces, key order and
+//!   number spelling included), so a loaded record equals the committed one.
 //! - A workflow that finishes, or is cancelled while pending or suspended, wakes its suspended
 //!   parent. A running workflow with cancellation requested that suspends is cancelled.
 //! - Cancelling a pending or suspended workflow stores an output (the engine's is
@@ -41,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::json::Json;
 use crate::store::{
     AttemptRecord, Created, ListFilter, NewWorkflow, Outcome, StepFailure, StepKind, StepRecord,
     Store, StoreError, WorkflowRecord, WorkflowStatus, now_millis,
@@ -123,6 +126,11 @@ fn new_wf(id: &str, name: &str) -> NewWorkflow {
     }
 }
 
+/// A step's output, as a store must return it: `output`'s text.
+fn ok(output: Value) -> Result<Json, StepFailure> {
+    Ok(Json::from(output))
+}
+
 fn step(position: &str, output: Value) -> StepRecord {
     StepRecord {
         position: position.to_owned(),
@@ -130,8 +138,8 @@ fn step(position: &str, output: Value) -> StepRecord {
         kind: StepKind::Step,
         name: "kit_step".to_owned(),
         input_hash: format!("hash-{position}"),
-        input: Some(json!({ "position": position })),
-        output: Ok(output),
+        input: Some(Json::from(json!({ "position": position }))),
+        output: ok(output),
         attempts: 1,
         started_at: 1_700_000_000_000,
         duration_us: 42,

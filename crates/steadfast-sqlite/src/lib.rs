@@ -394,7 +394,7 @@ impl Store for SqliteStore {
         &'a self,
         id: &'a str,
         owner: &'a str,
-        step: &'a StepRecord,
+        step: StepRecord,
         consume: Option<i64>,
     ) -> StoreFuture<'a, ()> {
         // Encoded here, on the caller's side: the request then owns only text.

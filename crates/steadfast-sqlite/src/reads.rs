@@ -6,8 +6,8 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 use steadfast_durable::{
-    AttemptRecord, ListFilter, MailMessage, Millis, StepFailure, StepKind, StepRecord, StoreError,
-    WorkflowRecord, WorkflowStatus, WorkflowSummary,
+    AttemptRecord, Json, ListFilter, MailMessage, Millis, StepFailure, StepKind, StepRecord,
+    StoreError, WorkflowRecord, WorkflowStatus, WorkflowSummary,
 };
 
 use crate::schema::map_err;
@@ -20,8 +20,13 @@ pub(crate) fn json(text: &str, what: &str) -> Result<Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what} is not JSON: {e}")))
 }
 
-/// The result of `serde_json::to_string`, as a store result.
-pub(crate) fn encoded(text: serde_json::Result<String>) -> Result<String, StoreError> {
+/// A step's input or output: `text`, checked to be JSON and kept as it is.
+pub(crate) fn raw_json(text: String, what: &str) -> Result<Json, StoreError> {
+    Json::from_string(text).map_err(|e| StoreError::Corrupt(format!("{what} is not JSON: {e}")))
+}
+
+/// The result of encoding JSON, as a store result.
+pub(crate) fn encoded<T>(text: serde_json::Result<T>) -> Result<T, StoreError> {
     text.map_err(|e| StoreError::Backend(format!("cannot encode JSON: {e}")))
 }
 
@@ -123,13 +128,13 @@ fn step(row: &Row<'_>, workflow_id: &str) -> Result<StepRecord, StoreError> {
     let kind = StepKind::parse(&kind)
         .ok_or_else(|| StoreError::Corrupt(format!("{} `{kind}` is unknown", what("kind"))))?;
     let input = match row.get::<_, Option<String>>(6).map_err(map_err)? {
-        Some(text) => Some(json(&text, &what("input"))?),
+        Some(text) => Some(raw_json(text, &what("input"))?),
         None => None,
     };
     let output_text: String = row.get(7).map_err(map_err)?;
     let ok: bool = row.get(8).map_err(map_err)?;
     let output = if ok {
-        Ok(json(&output_text, &what("output"))?)
+        Ok(raw_json(output_text, &what("output"))?)
     } else {
         Err(serde_json::from_str::<StepFailure>(&output_text)
             .map_err(|e| StoreError::Corrupt(format!("{} is not a failure: {e}", what("error"))))?)

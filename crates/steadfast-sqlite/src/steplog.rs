@@ -82,9 +82,15 @@ pub(crate) enum Logged<T> {
     Transaction(T),
 }
 
-/// A record of the log: a step, or the end of a workflow's run.
+/// A record of the log: a step, or the end of a workflow's run: `{"step": {...}}` or
+/// `{"finish": {...}}`.
+///
+/// Externally tagged, because a step embeds its input and output as raw JSON, which serde
+/// cannot read back through the buffering of an internally tagged enum. Records of builds that
+/// wrote `{"entry": "step", ...}` (input and output as strings holding JSON) are therefore not
+/// entries: a segment left by such a build is read up to its first record, that is, not at all.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "entry", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Entry {
     /// A journaled step.
     Step(EncodedStep),
@@ -105,7 +111,7 @@ pub(crate) struct FinishEntry {
 
 /// An entry to write, by reference: it serializes exactly as [`Entry`].
 #[derive(Serialize)]
-#[serde(tag = "entry", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum EntryRef<'a> {
     Step(&'a EncodedStep),
     Finish(&'a FinishEntry),

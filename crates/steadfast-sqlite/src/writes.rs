@@ -9,11 +9,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use steadfast_durable::{
-    AttemptRecord, Claim, Created, LeaseState, Millis, NewWorkflow, Outcome, StepFailure, StepKind,
-    StepRecord, StoreError, WorkflowRecord, WorkflowStatus, now_millis,
+    AttemptRecord, Claim, Created, Json, LeaseState, Millis, NewWorkflow, Outcome, StepFailure,
+    StepKind, StepRecord, StoreError, WorkflowRecord, WorkflowStatus, now_millis,
 };
 
-use crate::reads::{WORKFLOW_COLUMNS, encoded, get_workflow, json, status, workflow};
+use crate::reads::{WORKFLOW_COLUMNS, encoded, get_workflow, status, workflow};
 use crate::schema::map_err;
 
 /// The output stored for a workflow cancelled while it was not running (the engine's own).
@@ -209,7 +209,8 @@ pub(crate) fn renew(
 }
 
 /// A step record as the journal stores it, with its JSON encoded. It is also the record of the
-/// step log (see [`crate::steplog`]).
+/// step log (see [`crate::steplog`]), where `input` and `output` are embedded as JSON values
+/// (not as strings holding them): the log writes their text as it is.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct EncodedStep {
     pub(crate) id: String,
@@ -219,8 +220,9 @@ pub(crate) struct EncodedStep {
     pub(crate) kind: StepKind,
     pub(crate) name: String,
     pub(crate) input_hash: String,
-    pub(crate) input: Option<String>,
-    pub(crate) output: String,
+    pub(crate) input: Option<Json>,
+    /// The step's value when `ok`, else its [`StepFailure`].
+    pub(crate) output: Json,
     pub(crate) ok: bool,
     pub(crate) attempts: u32,
     pub(crate) started_at: Millis,
@@ -228,25 +230,22 @@ pub(crate) struct EncodedStep {
 }
 
 impl EncodedStep {
-    /// Step `step` of workflow `id`, committed by `owner`.
-    pub(crate) fn new(id: &str, owner: &str, step: &StepRecord) -> Result<Self, StoreError> {
-        let input = match &step.input {
-            Some(v) => Some(encoded(serde_json::to_string(v))?),
-            None => None,
-        };
-        let (output, ok) = match &step.output {
-            Ok(v) => (encoded(serde_json::to_string(v))?, true),
-            Err(f) => (encoded(serde_json::to_string(f))?, false),
+    /// Step `step` of workflow `id`, committed by `owner`: its fields moved, the input and
+    /// output texts as they are.
+    pub(crate) fn new(id: &str, owner: &str, step: StepRecord) -> Result<Self, StoreError> {
+        let (output, ok) = match step.output {
+            Ok(v) => (v, true),
+            Err(f) => (encoded(Json::encode(&f))?, false),
         };
         Ok(EncodedStep {
             id: id.to_owned(),
             owner: owner.to_owned(),
-            position: step.position.clone(),
-            step_id: step.step_id.clone(),
+            position: step.position,
+            step_id: step.step_id,
             kind: step.kind,
-            name: step.name.clone(),
-            input_hash: step.input_hash.clone(),
-            input,
+            name: step.name,
+            input_hash: step.input_hash,
+            input: step.input,
             output,
             ok,
             attempts: step.attempts,
@@ -259,18 +258,12 @@ impl EncodedStep {
     pub(crate) fn decode(&self, seq: i64) -> Result<StepRecord, StoreError> {
         let what =
             |field: &str| format!("the {field} of step `{}` of `{}`", self.position, self.id);
-        let input = match &self.input {
-            Some(text) => Some(json(text, &what("input"))?),
-            None => None,
-        };
         let output = if self.ok {
-            Ok(json(&self.output, &what("output"))?)
+            Ok(self.output.clone())
         } else {
-            Err(
-                serde_json::from_str::<StepFailure>(&self.output).map_err(|e| {
-                    StoreError::Corrupt(format!("{} is not a failure: {e}", what("error")))
-                })?,
-            )
+            Err(self.output.decode::<StepFailure>().map_err(|e| {
+                StoreError::Corrupt(format!("{} is not a failure: {e}", what("error")))
+            })?)
         };
         Ok(StepRecord {
             position: self.position.clone(),
@@ -278,7 +271,7 @@ impl EncodedStep {
             kind: self.kind,
             name: self.name.clone(),
             input_hash: self.input_hash.clone(),
-            input,
+            input: self.input.clone(),
             output,
             attempts: self.attempts,
             started_at: self.started_at,
@@ -344,8 +337,8 @@ pub(crate) fn commit_step(
             step.kind.as_str(),
             step.name,
             step.input_hash,
-            step.input,
-            step.output,
+            step.input.as_ref().map(Json::get),
+            step.output.get(),
             step.ok,
             step.attempts,
             step.started_at,

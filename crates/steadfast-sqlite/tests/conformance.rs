@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use serde_json::json;
 use steadfast_durable::{
-    Created, ListFilter, MemoryStore, NewWorkflow, Outcome, StepKind, StepRecord, Store,
+    Created, Json, ListFilter, MemoryStore, NewWorkflow, Outcome, StepKind, StepRecord, Store,
     StoreError, WorkflowStatus,
 };
 use steadfast_sqlite::{Durability, SqliteOptions, SqliteStore};
@@ -112,8 +112,8 @@ fn step(position: &str) -> StepRecord {
         kind: StepKind::Tool,
         name: "tool__t".into(),
         input_hash: "h".into(),
-        input: Some(json!({ "q": position })),
-        output: Ok(json!({ "answer": position })),
+        input: Some(Json::from(json!({ "q": position }))),
+        output: Ok(Json::from(json!({ "answer": position }))),
         attempts: 1,
         started_at: 1,
         duration_us: 2,
@@ -203,6 +203,29 @@ async fn bad_rows_are_corrupt_not_panics() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+
+    // A journal row whose input or output is not JSON.
+    conn.execute_batch("UPDATE workflows SET input = 'null'")
+        .unwrap();
+    store
+        .claim("w", &["w".to_owned()], 1, Duration::from_secs(60), &[])
+        .await
+        .unwrap();
+    store.commit_step("wf", "w", step("0"), None).await.unwrap();
+    store.flush().await.unwrap();
+    let journal = store.load_journal("wf").await.unwrap();
+    assert_eq!(journal[0].output, step("0").output);
+    for column in ["output", "input"] {
+        conn.execute_batch(&format!("UPDATE journal SET {column} = '{{\"a\": }}'"))
+            .unwrap();
+        let err = store.load_journal("wf").await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains(column)),
+            "{err:?}"
+        );
+        conn.execute_batch("UPDATE journal SET input = '1', output = '2'")
+            .unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,7 +299,7 @@ async fn reopen_keeps_data(durability: Durability) {
         .unwrap();
     assert_eq!(claimed.len(), 1);
     for p in ["0", "1", "2"] {
-        store.commit_step("wf", "w", &step(p), None).await.unwrap();
+        store.commit_step("wf", "w", step(p), None).await.unwrap();
     }
     let seq = store.send("wf", "topic", json!({ "hi": 1 })).await.unwrap();
     store
@@ -314,7 +337,7 @@ async fn reopen_keeps_data(durability: Durability) {
         .unwrap();
     assert_eq!(claimed.len(), 1);
     store
-        .commit_step("wf", "w2", &step("3"), Some(seq))
+        .commit_step("wf", "w2", step("3"), Some(seq))
         .await
         .unwrap();
     assert_eq!(store.load_journal("wf").await.unwrap().len(), 4);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use steadfast_durable::{NewWorkflow, StepKind, StepRecord, Store};
+use steadfast_durable::{Json, NewWorkflow, StepKind, StepRecord, Store};
 use steadfast_sqlite::{Durability, SqliteOptions};
 
 use common::TempDb;
@@ -20,8 +20,10 @@ fn step(position: String) -> StepRecord {
         kind: StepKind::Tool,
         name: "agent__a__tool__search".into(),
         input_hash: "0123456789abcdef".into(),
-        input: Some(json!({ "query": "steadfast" })),
-        output: Ok(json!({ "results": ["a", "b", "c"], "usage": { "input_tokens": 120 } })),
+        input: Some(Json::from(json!({ "query": "steadfast" }))),
+        output: Ok(Json::from(
+            json!({ "results": ["a", "b", "c"], "usage": { "input_tokens": 120 } }),
+        )),
         attempts: 1,
         started_at: 1_700_000_000_000,
         duration_us: 1234,
@@ -64,7 +66,7 @@ async fn commit_step_latency() {
         for i in 0..SEQUENTIAL {
             let start = Instant::now();
             store
-                .commit_step("wf0", "w", &step(i.to_string()), None)
+                .commit_step("wf0", "w", step(i.to_string()), None)
                 .await
                 .unwrap();
             times.push(start.elapsed());
@@ -80,7 +82,7 @@ async fn commit_step_latency() {
                     for i in 0..PER_TASK {
                         let id = format!("wf{w}");
                         store
-                            .commit_step(&id, "w", &step(i.to_string()), None)
+                            .commit_step(&id, "w", step(i.to_string()), None)
                             .await
                             .unwrap();
                     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use steadfast_durable::{NewWorkflow, StepKind, StepRecord, Store};
+use steadfast_durable::{Json, NewWorkflow, StepKind, StepRecord, Store};
 use steadfast_sqlite::SqliteStore;
 
 use common::TempDb;
@@ -52,7 +52,7 @@ fn step(position: usize) -> StepRecord {
         name: "recv".into(),
         input_hash: "h".into(),
         input: None,
-        output: Ok(json!({ "n": position })),
+        output: Ok(Json::from(json!({ "n": position }))),
         attempts: 1,
         started_at: 0,
         duration_us: 0,
@@ -145,7 +145,7 @@ async fn commit_child(path: &Path, owner: &str) {
             for i in 0.. {
                 let seq = i as i64 + 1;
                 store
-                    .commit_step(&id, &owner, &step(i), Some(seq))
+                    .commit_step(&id, &owner, step(i), Some(seq))
                     .await
                     .expect("commit");
                 println!("COMMITTED {id} {i}");
@@ -213,10 +213,10 @@ async fn writer_killed_mid_commit_leaves_a_consistent_file() {
             "{id}: consumption not atomic with the journal"
         );
         store
-            .commit_step(&id, "survivor", &step(n), Some(next.seq))
+            .commit_step(&id, "survivor", step(n), Some(next.seq))
             .await
             .unwrap();
-        let r = store.commit_step(&id, "victim", &step(n + 1), None).await;
+        let r = store.commit_step(&id, "victim", step(n + 1), None).await;
         assert!(r.is_err(), "the killed owner is fenced off");
     }
     println!("acknowledged before SIGKILL: {acknowledged:?}");
@@ -248,7 +248,7 @@ async fn logging_child(path: &Path, owner: &str) {
             let id = format!("wf{w}");
             for i in 0.. {
                 store
-                    .commit_step(&id, &owner, &step(i), None)
+                    .commit_step(&id, &owner, step(i), None)
                     .await
                     .expect("commit");
                 println!("COMMITTED {id} {i}");
@@ -361,10 +361,10 @@ async fn logged_steps_of_a_killed_worker_are_imported_by_the_next_claim() {
         let id = format!("wf{w}");
         let n = store.load_journal(&id).await.unwrap().len();
         store
-            .commit_step(&id, "survivor", &step(n), None)
+            .commit_step(&id, "survivor", step(n), None)
             .await
             .unwrap();
-        let r = store.commit_step(&id, "victim", &step(n + 1), None).await;
+        let r = store.commit_step(&id, "victim", step(n + 1), None).await;
         assert!(r.is_err(), "the killed owner is fenced off");
     }
     println!("acknowledged before SIGKILL: {acknowledged:?}");
@@ -405,7 +405,7 @@ async fn finishing_child(path: &Path, owner: &str) {
     assert_eq!(claims.len(), 1);
     for i in 0..3 {
         store
-            .commit_step("wf0", owner, &step(i), None)
+            .commit_step("wf0", owner, step(i), None)
             .await
             .expect("commit");
     }
@@ -465,7 +465,7 @@ async fn a_logged_end_survives_the_kill_of_its_process() {
 /// A step of about 200 KB: twenty fill a segment of the step log.
 fn big_step(position: usize) -> StepRecord {
     StepRecord {
-        output: Ok(json!({ "n": position, "text": "y".repeat(200 * 1024) })),
+        output: Ok(json!({ "n": position, "text": "y".repeat(200 * 1024) }).into()),
         ..step(position)
     }
 }
@@ -481,7 +481,7 @@ async fn big_logging_child(path: &Path, owner: &str) {
     assert_eq!(claims.len(), 1, "the child claims wf0");
     for i in 0.. {
         store
-            .commit_step("wf0", owner, &big_step(i), None)
+            .commit_step("wf0", owner, big_step(i), None)
             .await
             .expect("commit");
         println!("COMMITTED wf0 {i}");

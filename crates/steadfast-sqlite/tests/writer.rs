@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use serde_json::json;
-use steadfast_durable::{NewWorkflow, StepKind, StepRecord, Store};
+use steadfast_durable::{Json, NewWorkflow, StepKind, StepRecord, Store};
 use steadfast_sqlite::{Durability, SqliteOptions, SqliteStore};
 
 use common::TempDb;
@@ -21,8 +21,8 @@ fn step(position: usize) -> StepRecord {
         kind: StepKind::Step,
         name: "s".into(),
         input_hash: "h".into(),
-        input: Some(json!(position)),
-        output: Ok(json!({ "n": position })),
+        input: Some(Json::from(json!(position))),
+        output: Ok(Json::from(json!({ "n": position }))),
         attempts: 1,
         started_at: 1,
         duration_us: 2,
@@ -69,9 +69,12 @@ async fn commits_of_one_task_share_a_transaction(durability: Durability) {
     let steps: Vec<StepRecord> = (0..32).map(step).collect();
     let before = store.stats();
     // Like the branches of `ctx.join_all`: all polled by one task.
-    let results =
-        futures::future::join_all(steps.iter().map(|s| store.commit_step("wf", "w", s, None)))
-            .await;
+    let results = futures::future::join_all(
+        steps
+            .iter()
+            .map(|s| store.commit_step("wf", "w", s.clone(), None)),
+    )
+    .await;
     let after = store.stats();
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(after.requests - before.requests, 32);
@@ -104,7 +107,7 @@ async fn commits_of_many_tasks_are_grouped() {
             tokio::spawn(async move {
                 for i in 0..50 {
                     let s = step(t * 1000 + i);
-                    store.commit_step("wf", "w", &s, None).await.unwrap();
+                    store.commit_step("wf", "w", s, None).await.unwrap();
                 }
             })
         })
@@ -130,7 +133,7 @@ async fn a_dropped_leader_hands_its_batch_on() {
     let db = TempDb::new("dropped-leader");
     let store = claimed(&db, Durability::ProcessCrashSafe).await;
     let first = step(1);
-    let mut fut = store.commit_step("wf", "w", &first, None);
+    let mut fut = store.commit_step("wf", "w", first.clone(), None);
     assert!(
         futures::poll!(&mut fut).is_pending(),
         "the leader yields first"
@@ -139,7 +142,7 @@ async fn a_dropped_leader_hands_its_batch_on() {
     let second = step(2);
     tokio::time::timeout(
         Duration::from_secs(10),
-        store.commit_step("wf", "w", &second, None),
+        store.commit_step("wf", "w", second.clone(), None),
     )
     .await
     .expect("the next write is not stuck behind the dropped one")
@@ -168,7 +171,7 @@ async fn the_wal_starts_over_under_steady_commits() {
     let store = claimed(&db, Durability::ProcessCrashSafe).await;
     let mut largest = 0;
     for i in 0..12_000 {
-        store.commit_step("wf", "w", &step(i), None).await.unwrap();
+        store.commit_step("wf", "w", step(i), None).await.unwrap();
         if i % 500 == 0 {
             largest = largest.max(wal_len(&db));
         }
@@ -196,7 +199,7 @@ async fn logged_steps_reach_the_table_soon_and_the_log_goes_with_the_store() {
     let store = claimed_with(&db, SqliteOptions::default()).await;
     let before = store.stats();
     for i in 0..100 {
-        store.commit_step("wf", "w", &step(i), None).await.unwrap();
+        store.commit_step("wf", "w", step(i), None).await.unwrap();
     }
     let after = store.stats();
     assert_eq!(
@@ -218,7 +221,7 @@ async fn logged_steps_reach_the_table_soon_and_the_log_goes_with_the_store() {
         }
     );
     // A logged position is a duplicate like any other.
-    let again = store.commit_step("wf", "w", &step(3), None).await;
+    let again = store.commit_step("wf", "w", step(3), None).await;
     assert!(
         matches!(
             again,
@@ -278,7 +281,7 @@ async fn a_workflow_started_claimed_logs_its_steps() {
         .unwrap();
     assert!(claim.is_some(), "the SQLite store claims what it starts");
     for i in 0..20 {
-        store.commit_step("wf", "w", &step(i), None).await.unwrap();
+        store.commit_step("wf", "w", step(i), None).await.unwrap();
     }
     let after = store.stats();
     assert_eq!(
@@ -310,10 +313,10 @@ async fn a_full_segment_is_retired_and_deleted_once_flushed() {
     let big = "x".repeat(200 * 1024);
     for i in 0..70 {
         let s = StepRecord {
-            output: Ok(json!({ "n": i, "text": big })),
+            output: Ok(json!({ "n": i, "text": big }).into()),
             ..step(i)
         };
-        store.commit_step("wf", "w", &s, None).await.unwrap();
+        store.commit_step("wf", "w", s, None).await.unwrap();
     }
     assert_eq!(
         store.stats().requests - before.requests,
@@ -338,7 +341,10 @@ async fn a_full_segment_is_retired_and_deleted_once_flushed() {
     });
     let journal = other.load_journal("wf").await.unwrap();
     assert_eq!(journal.len(), 70, "the table holds every step");
-    assert_eq!(journal[69].output, Ok(json!({ "n": 69, "text": big })));
+    assert_eq!(
+        journal[69].output,
+        Ok(json!({ "n": 69, "text": big }).into())
+    );
 }
 
 /// A workflow's end goes through the step log too: this store reports it at once, other
@@ -349,7 +355,7 @@ async fn a_logged_end_is_seen_here_at_once_and_elsewhere_soon() {
     let db = TempDb::new("step-log-end");
     let store = claimed_with(&db, SqliteOptions::default()).await;
     for i in 0..5 {
-        store.commit_step("wf", "w", &step(i), None).await.unwrap();
+        store.commit_step("wf", "w", step(i), None).await.unwrap();
     }
     let before = store.stats();
     store
@@ -374,7 +380,7 @@ async fn a_logged_end_is_seen_here_at_once_and_elsewhere_soon() {
     assert_eq!(here.owner, None);
     assert_eq!(store.load_journal("wf").await.unwrap().len(), 5);
     // The lease is given up: the owner can no longer log steps of it.
-    let late = store.commit_step("wf", "w", &step(9), None).await;
+    let late = store.commit_step("wf", "w", step(9), None).await;
     assert!(late.is_err(), "a step after the end: {late:?}");
 
     let other = db.open_with(SqliteOptions {
@@ -404,19 +410,22 @@ async fn a_logged_end_is_seen_here_at_once_and_elsewhere_soon() {
 async fn a_step_too_large_for_the_log_commits_by_transaction() {
     let db = TempDb::new("step-log-large");
     let store = claimed_with(&db, SqliteOptions::default()).await;
-    store.commit_step("wf", "w", &step(0), None).await.unwrap();
+    store.commit_step("wf", "w", step(0), None).await.unwrap();
     let large = StepRecord {
-        output: Ok(json!({ "text": "x".repeat(5 << 20) })),
+        output: Ok(Json::from(json!({ "text": "x".repeat(5 << 20) }))),
         ..step(1)
     };
     let before = store.stats();
-    store.commit_step("wf", "w", &large, None).await.unwrap();
+    store
+        .commit_step("wf", "w", large.clone(), None)
+        .await
+        .unwrap();
     assert_eq!(
         store.stats().requests - before.requests,
         1,
         "the large step is a write request of its own"
     );
-    store.commit_step("wf", "w", &step(2), None).await.unwrap();
+    store.commit_step("wf", "w", step(2), None).await.unwrap();
     let journal = store.load_journal("wf").await.unwrap();
     let positions: Vec<&str> = journal.iter().map(|s| s.position.as_str()).collect();
     assert_eq!(positions, ["0", "1", "2"]);

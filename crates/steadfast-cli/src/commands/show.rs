@@ -121,8 +121,9 @@ fn steps(
     ]);
     for s in steps {
         let input = match (s.kind, &s.input) {
+            // Through a `Value`, so that arguments a model wrote on several lines show on one.
             (StepKind::Tool | StepKind::Step, Some(v)) => {
-                render::shorten(&render::compact(v), STEP_INPUT)
+                render::shorten(&render::compact(&v.to_value()), STEP_INPUT)
             }
             _ => String::new(),
         };

@@ -12,7 +12,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use steadfast::durable::{StepKind, StepRecord};
+use steadfast::durable::{Json, StepKind, StepRecord};
 use steadfast::{Engine, History};
 
 pub use mock::{MockLlm, Request};
@@ -342,7 +342,7 @@ pub fn key_of(workflow_id: &str, step: &StepRecord) -> String {
 
 /// The execution tag a user step or tool result carries in the journal.
 pub fn exec_tag(step: &StepRecord) -> Option<String> {
-    let out = step.output.as_ref().ok()?;
+    let out = step.output.as_ref().ok()?.to_value();
     out.get("exec")
         .or_else(|| out.pointer("/result/value/exec"))
         .and_then(Value::as_str)
@@ -534,10 +534,9 @@ pub fn audit(histories: &[History], requests: &[Request], execs: &[Exec]) -> Aud
     let mut committed_ids: HashMap<String, String> = HashMap::new();
     for h in histories {
         for s in h.steps.iter().filter(|s| s.kind == StepKind::ModelRequest) {
-            let rid = s
-                .output
+            let output = s.output.as_ref().ok().map(Json::to_value);
+            let rid = output
                 .as_ref()
-                .ok()
                 .and_then(|o| o.get("response_id"))
                 .and_then(Value::as_str);
             match rid {

@@ -175,7 +175,7 @@ pub async fn lease_renewal_and_fencing<S: Store>(store: S) {
     );
 
     let r = store
-        .commit_step("wf", "b", &step("0", json!(0)), None)
+        .commit_step("wf", "b", step("0", json!(0)), None)
         .await;
     assert!(is_lease_lost(&r), "commit by non-owner: {r:?}");
     let attempt = AttemptRecord {
@@ -209,7 +209,7 @@ pub async fn lease_renewal_and_fencing<S: Store>(store: S) {
 
     // Missing workflows.
     let r = store
-        .commit_step("missing", "a", &step("0", json!(0)), None)
+        .commit_step("missing", "a", step("0", json!(0)), None)
         .await;
     assert!(
         matches!(r, Err(StoreError::NotFound(_))),
@@ -228,12 +228,12 @@ pub async fn lease_renewal_and_fencing<S: Store>(store: S) {
 
     // The owner still writes; after finishing it holds nothing.
     store
-        .commit_step("wf", "a", &step("0", json!(0)), None)
+        .commit_step("wf", "a", step("0", json!(0)), None)
         .await
         .expect("owner commit");
     store.finish("wf", "a", done).await.expect("owner finish");
     let r = store
-        .commit_step("wf", "a", &step("1", json!(1)), None)
+        .commit_step("wf", "a", step("1", json!(1)), None)
         .await;
     assert!(is_lease_lost(&r), "commit after finish: {r:?}");
     let states = store
@@ -250,7 +250,7 @@ pub async fn expired_lease_recovery<S: Store>(store: S) {
     let start = Instant::now();
     assert_eq!(claim_ids(&store, "a", 1, LEASE).await, ["wf"]);
     store
-        .commit_step("wf", "a", &step("0", json!("a")), None)
+        .commit_step("wf", "a", step("0", json!("a")), None)
         .await
         .expect("commit");
     assert!(
@@ -269,7 +269,7 @@ pub async fn expired_lease_recovery<S: Store>(store: S) {
     assert_eq!(store.running_owners().await, Ok(vec!["b".to_owned()]));
 
     let r = store
-        .commit_step("wf", "a", &step("1", json!("a")), None)
+        .commit_step("wf", "a", step("1", json!("a")), None)
         .await;
     assert!(is_lease_lost(&r), "commit by the expired owner: {r:?}");
     let states = store
@@ -290,14 +290,14 @@ pub async fn expired_lease_recovery<S: Store>(store: S) {
     assert!(is_lease_lost(&r), "finish by the expired owner: {r:?}");
 
     store
-        .commit_step("wf", "b", &step("1", json!("b")), None)
+        .commit_step("wf", "b", step("1", json!("b")), None)
         .await
         .expect("new owner commits");
     let journal = store.load_journal("wf").await.expect("journal");
     let outputs: Vec<_> = journal.iter().map(|s| s.output.clone()).collect();
     assert_eq!(
         outputs,
-        [Ok(json!("a")), Ok(json!("b"))],
+        [ok(json!("a")), ok(json!("b"))],
         "journal keeps both owners' steps"
     );
 }
@@ -328,11 +328,11 @@ pub async fn dead_owner_takeover<S: Store>(store: S) {
     owners.sort();
     assert_eq!(owners, ["alive", "new"], "running_owners after takeover");
     let r = store
-        .commit_step("wf1", "dead", &step("0", json!(0)), None)
+        .commit_step("wf1", "dead", step("0", json!(0)), None)
         .await;
     assert!(is_lease_lost(&r), "commit by the dead owner: {r:?}");
     store
-        .commit_step("wf1", "new", &step("0", json!(0)), None)
+        .commit_step("wf1", "new", step("0", json!(0)), None)
         .await
         .expect("commit");
     store
@@ -366,13 +366,13 @@ pub async fn concurrent_writers<S: Store>(store: S) {
             for s in 0..STEPS {
                 let position = s.to_string();
                 store
-                    .commit_step(&id, "w", &step(&position, json!({ "w": w, "s": s })), None)
+                    .commit_step(&id, "w", step(&position, json!({ "w": w, "s": s })), None)
                     .await
                     .unwrap_or_else(|e| panic!("commit {id}/{position}: {e}"));
                 // Parallel branches of one workflow, committing into their own namespaces.
                 let branch = format!("{w}/{s}");
                 store
-                    .commit_step("shared", "w", &step(&branch, json!(branch)), None)
+                    .commit_step("shared", "w", step(&branch, json!(branch)), None)
                     .await
                     .unwrap_or_else(|e| panic!("commit shared/{branch}: {e}"));
             }
@@ -409,7 +409,7 @@ pub async fn concurrent_writers<S: Store>(store: S) {
             "seq increases"
         );
         for (s, rec) in journal.iter().enumerate() {
-            assert_eq!(rec.output, Ok(json!({ "w": w, "s": s })));
+            assert_eq!(rec.output, ok(json!({ "w": w, "s": s })));
         }
     }
     let shared = store.load_journal("shared").await.expect("journal");
@@ -472,11 +472,11 @@ pub async fn start_claimed<S: Store>(store: S) {
         "taken over"
     );
     let r = store
-        .commit_step("sc", "b", &step("0", json!(0)), None)
+        .commit_step("sc", "b", step("0", json!(0)), None)
         .await;
     assert!(is_lease_lost(&r), "commit by non-owner: {r:?}");
     store
-        .commit_step("sc", "a", &step("0", json!(0)), None)
+        .commit_step("sc", "a", step("0", json!(0)), None)
         .await
         .expect("commit by the owner");
     // An existing workflow is reported as it is, and not claimed.

@@ -152,7 +152,7 @@ pub async fn mailbox<S: Store>(store: S) {
     assert_eq!(store.next_message("missing", "answers").await, Ok(None));
 
     store
-        .commit_step("wf", "w", &step("0", json!("got 1")), Some(s1))
+        .commit_step("wf", "w", step("0", json!("got 1")), Some(s1))
         .await
         .expect("commit with consume");
     let m = store
@@ -168,11 +168,11 @@ pub async fn mailbox<S: Store>(store: S) {
 
     // A failing commit consumes nothing.
     let r = store
-        .commit_step("wf", "w", &step("0", json!("dup")), Some(s3))
+        .commit_step("wf", "w", step("0", json!("dup")), Some(s3))
         .await;
     assert!(matches!(r, Err(StoreError::DuplicateStep { .. })), "{r:?}");
     let r = store
-        .commit_step("wf", "x", &step("1", json!("fenced")), Some(s3))
+        .commit_step("wf", "x", step("1", json!("fenced")), Some(s3))
         .await;
     assert!(is_lease_lost(&r), "{r:?}");
     assert_eq!(
@@ -186,7 +186,7 @@ pub async fn mailbox<S: Store>(store: S) {
     );
     // Consuming a message that is gone fails and writes no step.
     let r = store
-        .commit_step("wf", "w", &step("1", json!("again")), Some(s1))
+        .commit_step("wf", "w", step("1", json!("again")), Some(s1))
         .await;
     assert!(r.is_err(), "consuming a consumed message must fail: {r:?}");
     assert_eq!(
@@ -196,7 +196,7 @@ pub async fn mailbox<S: Store>(store: S) {
     );
 
     store
-        .commit_step("wf", "w", &step("1", json!("got 3")), Some(s3))
+        .commit_step("wf", "w", step("1", json!("got 3")), Some(s3))
         .await
         .expect("commit");
     assert_eq!(store.next_message("wf", "answers").await, Ok(None));
@@ -328,7 +328,7 @@ pub async fn message_during_run_wakes<S: Store>(store: S) {
 
     // Consumed: the workflow sleeps.
     store
-        .commit_step("wf", "w", &step("0", json!("late")), Some(seq))
+        .commit_step("wf", "w", step("0", json!("late")), Some(seq))
         .await
         .expect("commit");
     store
@@ -476,7 +476,7 @@ pub async fn cancellation<S: Store>(store: S) {
 pub async fn finish_wakes_parent<S: Store>(store: S) {
     create_running(&store, "parent", "w").await;
     store
-        .commit_step("parent", "w", &step("0", json!("spawned")), None)
+        .commit_step("parent", "w", step("0", json!("spawned")), None)
         .await
         .expect("commit");
     let child = NewWorkflow {

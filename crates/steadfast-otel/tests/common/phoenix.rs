@@ -442,7 +442,7 @@ pub async fn export_and_read_back(phoenix: &str, endpoint: &str, protocol: Proto
         .steps
         .iter()
         .filter(|s| s.kind == steadfast_durable::StepKind::ModelRequest)
-        .filter_map(|s| s.output.as_ref().ok())
+        .filter_map(|s| s.output.as_ref().ok().map(|o| o.to_value()))
         .map(|o| {
             (
                 o["usage"]["input_tokens"].as_i64().unwrap_or(0),

@@ -2,7 +2,7 @@
 //! gone is imported.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use steadfast_durable::{Outcome, StoreError};
+use steadfast_durable::{Json, Outcome, StoreError};
 
 use super::{Entry, FinishEntry};
 use crate::writes;
@@ -87,8 +87,8 @@ pub(crate) fn apply_all<'a>(
                 step.kind.as_str(),
                 step.name,
                 step.input_hash,
-                step.input,
-                step.output,
+                step.input.as_ref().map(Json::get),
+                step.output.get(),
                 step.ok,
                 step.attempts,
                 step.started_at,

@@ -80,7 +80,7 @@ pub(super) fn decode_segment(mut segment: impl Read, path: &Path) -> Vec<Entry> 
 mod tests {
     use super::*;
     use crate::writes::EncodedStep;
-    use steadfast_durable::StepKind;
+    use steadfast_durable::{Json, StepFailure, StepKind, StepRecord};
 
     fn step(position: &str) -> Entry {
         Entry::Step(EncodedStep {
@@ -92,7 +92,7 @@ mod tests {
             name: "s".into(),
             input_hash: "0".into(),
             input: None,
-            output: "1".into(),
+            output: Json::encode(&1).unwrap(),
             ok: true,
             attempts: 1,
             started_at: 0,
@@ -104,6 +104,88 @@ mod tests {
         let mut r = encode(s, epoch).unwrap();
         seal(&mut r);
         r
+    }
+
+    /// A record holding `payload` as it is.
+    fn raw_record(payload: &str, epoch: u32) -> Vec<u8> {
+        let mut r = vec![0u8; HEADER];
+        r.extend(payload.as_bytes());
+        r[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        r[4..8].copy_from_slice(&epoch.to_le_bytes());
+        seal(&mut r);
+        r
+    }
+
+    #[test]
+    fn a_step_embeds_its_input_and_output_as_raw_json() {
+        let output =
+            Json::from_string(r#"{"text": "a \"b\"\n", "usage": {"requests": 1}}"#.into()).unwrap();
+        let input = Json::encode(&serde_json::json!({ "q": "ä" })).unwrap();
+        let step = StepRecord {
+            position: "3".into(),
+            step_id: "a#1/model_request#2".into(),
+            kind: StepKind::ModelRequest,
+            name: "agent__a__model_request".into(),
+            input_hash: "00ff".into(),
+            input: Some(input.clone()),
+            output: Ok(output.clone()),
+            attempts: 2,
+            started_at: 1_700_000_000_000,
+            duration_us: 1_234,
+            seq: 0,
+        };
+        let entry = Entry::Step(EncodedStep::new("wf", "w", step.clone()).unwrap());
+        let r = record(&entry, 1);
+        let payload = std::str::from_utf8(&r[HEADER..]).unwrap();
+        assert!(payload.starts_with(r#"{"step":{"#), "{payload}");
+        assert!(
+            payload.contains(&format!(r#""input":{},"output":{},"#, input, output)),
+            "the texts are embedded as they are: {payload}"
+        );
+        let back = decode_segment(&r[..], Path::new("test.log"));
+        let [Entry::Step(s)] = &back[..] else {
+            panic!("one step: {back:?}")
+        };
+        assert_eq!(s.decode(7).unwrap(), StepRecord { seq: 7, ..step });
+
+        // A failure is its `StepFailure`, embedded the same way.
+        let failure = StepFailure {
+            message: "gave up".into(),
+            retryable: true,
+        };
+        let failed = StepRecord {
+            output: Err(failure.clone()),
+            ..s.decode(0).unwrap()
+        };
+        let entry = Entry::Step(EncodedStep::new("wf", "w", failed).unwrap());
+        let r = record(&entry, 1);
+        let payload = std::str::from_utf8(&r[HEADER..]).unwrap();
+        assert!(payload.contains(r#""output":{"message":"gave up","retryable":true},"ok":false"#));
+        let back = decode_segment(&r[..], Path::new("test.log"));
+        let [Entry::Step(s)] = &back[..] else {
+            panic!("one step: {back:?}")
+        };
+        assert_eq!(s.decode(0).unwrap().output, Err(failure));
+    }
+
+    #[test]
+    fn a_record_of_the_older_format_ends_the_segment() {
+        let p = Path::new("test.log");
+        // What builds before raw JSON wrote: internally tagged, input and output as strings.
+        let old = r#"{"entry":"step","id":"wf","owner":"w","position":"1","step_id":"s#1","kind":"step","name":"s","input_hash":"0","input":"{\"a\":1}","output":"{\"b\":2}","ok":true,"attempts":1,"started_at":0,"duration_us":0}"#;
+        assert!(decode_segment(&raw_record(old, 7)[..], p).is_empty());
+        let seg = [
+            record(&step("0"), 7),
+            raw_record(old, 7),
+            record(&step("2"), 7),
+        ]
+        .concat();
+        let read = decode_segment(&seg[..], p);
+        assert_eq!(read.len(), 1, "read up to the old record: {read:?}");
+        // A record whose output is not JSON ends the segment too.
+        let bad = r#"{"step":{"id":"wf","owner":"w","position":"1","step_id":"s#1","kind":"step","name":"s","input_hash":"0","input":null,"output":{"b":},"ok":true,"attempts":1,"started_at":0,"duration_us":0}}"#;
+        let seg = [record(&step("0"), 7), raw_record(bad, 7)].concat();
+        assert_eq!(decode_segment(&seg[..], p).len(), 1);
     }
 
     #[test]
