@@ -99,7 +99,7 @@ async fn durable_games(store: impl Store, label: &str, games: usize) -> anyhow::
 
 /// The `game` section.
 pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result<()> {
-    let games = if quick { 1 } else { 15 };
+    let games = if quick { 1 } else { 41 };
     let q = game::scripted_game(K)?;
     game::play_plain(&q).await?.check(K)?;
     let mut plain = Vec::new();

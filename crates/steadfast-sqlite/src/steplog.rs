@@ -338,6 +338,11 @@ impl StepLog {
         !lock(&self.state).pending.is_empty()
     }
 
+    /// How many entries wait in the log.
+    pub(crate) fn pending(&self) -> usize {
+        lock(&self.state).pending.len()
+    }
+
     /// Move up to `limit` logged entries into the database, inside the caller's transaction;
     /// every [`GIVE_WAY_EVERY`] entries, stop early if `give_way()`. Returns how many were
     /// taken, to pass to [`StepLog::flushed`] once the transaction commits.
@@ -376,11 +381,18 @@ impl StepLog {
             return;
         }
         self.flushes.fetch_add(1, Ordering::AcqRel);
-        let mut st = lock(&self.state);
-        let st = &mut *st;
-        for p in st.pending.drain(..n.min(st.pending.len())) {
-            if let Some(lease) = st.leases.get_mut(p.entry.id()) {
-                lease.in_table = true;
+        let mut guard = lock(&self.state);
+        let st = &mut *guard;
+        let done: Vec<Pending> = st.pending.drain(..n.min(st.pending.len())).collect();
+        let mut last = None;
+        for p in &done {
+            // Entries come in runs of one workflow: one lookup per run.
+            let id = p.entry.id();
+            if last != Some(id) {
+                if let Some(lease) = st.leases.get_mut(id) {
+                    lease.in_table = true;
+                }
+                last = Some(id);
             }
         }
         // Retired segments whose last entry is in the tables go.
@@ -402,6 +414,10 @@ impl StepLog {
                 seg.offset = SEGMENT_BYTES;
             }
         }
+        // The flushed entries are freed after the lock is released: steps being logged
+        // meanwhile need not wait for that.
+        drop(guard);
+        drop(done);
     }
 
     /// Workflow `id`'s logged steps not yet in the journal table, and whether the table may

@@ -285,9 +285,16 @@ impl Writer {
             if let Some(log) = self.log.as_ref().filter(|l| flush && l.has_pending()) {
                 drop(conn);
                 if log.flushes() != flushes {
-                    // More than a chunk waits: the next one at once (requests queued
-                    // meanwhile go first).
-                    self.flush_within(Duration::ZERO);
+                    // A chunk or more waits: the next one at once (requests queued meanwhile
+                    // go first). Fewer wait as long as the first flush would have: flushing
+                    // them at once, while steps keep coming, would commit a few per
+                    // transaction and write the same pages again and again.
+                    let delay = if log.pending() >= FLUSH_CHUNK {
+                        Duration::ZERO
+                    } else {
+                        FLUSH_DELAY
+                    };
+                    self.flush_within(delay);
                 } else {
                     // The flush failed (a full disk, a lock held past the busy timeout):
                     // try again later rather than in a loop.
