@@ -79,14 +79,13 @@ impl Engine {
         local.push(Arc::downgrade(worker));
     }
 
-    /// A local worker that runs workflows named `name` and has a slot free for one more; the
-    /// slot is reserved for the caller.
-    fn local_worker(&self, name: &str) -> Option<Arc<WorkerShared>> {
+    /// A slot, reserved for the caller, of a local worker that runs workflows named `name`.
+    fn local_worker(&self, name: &str) -> Option<worker::Slot> {
         let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
         local
             .iter()
             .filter_map(Weak::upgrade)
-            .find(|w| w.serves(name) && !w.stopped() && w.reserve())
+            .find_map(|w| (w.serves(name) && !w.stopped()).then(|| worker::Slot::reserve(w))?)
     }
 
     /// Build a worker that runs workflows of this engine.
@@ -113,20 +112,15 @@ impl Engine {
         };
         // With a local worker for it, the workflow is created already claimed by that worker
         // and handed to it: no second write, no wait for its next claim.
+        // The slot goes back if nothing is claimed, on an error, or if this future is dropped.
         let (created, claim) = match self.local_worker(W::NAME) {
-            Some(w) => {
+            Some(mut slot) => {
+                slot.claiming(id);
+                let w = slot.worker().clone();
                 let started = self.store.start_claimed(new, w.id(), w.lease()).await;
-                match started {
-                    Ok((created, Some(claim))) => (created, Some((w, claim))),
-                    Ok((created, None)) => {
-                        w.unreserve();
-                        (created, None)
-                    }
-                    Err(e) => {
-                        w.unreserve();
-                        return Err(e.into());
-                    }
-                }
+                slot.settled();
+                let (created, claim) = started?;
+                (created, claim.map(|c| (slot, c)))
             }
             None => (self.store.create_workflow(new).await?, None),
         };
@@ -140,7 +134,7 @@ impl Engine {
             )));
         }
         match claim {
-            Some((w, claim)) => worker::adopt(&w, claim),
+            Some((slot, claim)) => slot.run(claim),
             None => self.wake.notify_one(),
         }
         Ok(self.handle(id))

@@ -27,7 +27,7 @@ use crate::error::WorkflowError;
 use crate::events::{Observer, StepEvent};
 use crate::owner;
 use crate::poll_again::PollAgain;
-use crate::store::{Claim, Outcome, WorkflowStatus, now_millis};
+use crate::store::{Claim, Outcome, StoreError, WorkflowStatus, now_millis};
 use crate::workflow::{Erased, ErasedWorkflow, Workflow};
 
 /// Worker settings.
@@ -174,18 +174,8 @@ impl WorkerShared {
         self.running().closed
     }
 
-    /// Reserve a slot for one more run, if one is free.
-    pub(crate) fn reserve(&self) -> bool {
-        let max = self.config.max_concurrent;
-        self.active
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
-    /// Give back a slot reserved for a run that did not start.
-    pub(crate) fn unreserve(&self) {
+    /// Give back a slot counted in `active` for a run that did not start.
+    fn unreserve(&self) {
         self.active.fetch_sub(1, Ordering::SeqCst);
     }
 
@@ -361,11 +351,72 @@ fn lease_deadline(asked_at: i64, lease: Duration) -> i64 {
     asked_at + ms - ms / 10
 }
 
-/// Run `claim`, claimed for this worker by [`Engine::start`](crate::Engine::start) in a slot it
-/// reserved. A worker that has stopped gives the workflow back at once.
-pub(crate) fn adopt(w: &Arc<WorkerShared>, claim: Claim) {
-    if let Some(id) = spawn_run(w, claim) {
-        give_back(w, id);
+/// A slot of a worker reserved for one more run: [`Slot::run`] runs a workflow in it, and
+/// dropped unused it is given back.
+pub(crate) struct Slot {
+    worker: Arc<WorkerShared>,
+    used: bool,
+    /// The workflow being created under the worker's lease for this slot, if any.
+    claiming: Option<String>,
+}
+
+impl Slot {
+    /// Reserve a slot of `worker`, if one is free.
+    pub(crate) fn reserve(worker: Arc<WorkerShared>) -> Option<Slot> {
+        let max = worker.config.max_concurrent;
+        worker
+            .active
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Slot {
+            worker,
+            used: false,
+            claiming: None,
+        })
+    }
+
+    /// The worker.
+    pub(crate) fn worker(&self) -> &Arc<WorkerShared> {
+        &self.worker
+    }
+
+    /// Workflow `id` is being created under the worker's lease: should the slot be dropped
+    /// before [`Slot::run`] (the caller gave up waiting), the lease is released, in case the
+    /// creation went through, so that a worker claims the workflow at once.
+    pub(crate) fn claiming(&mut self, id: &str) {
+        self.claiming = Some(id.to_owned());
+    }
+
+    /// The creation came back (claimed, not claimed, or failed): nothing to release on drop.
+    pub(crate) fn settled(&mut self) {
+        self.claiming = None;
+    }
+
+    /// Run `claim`, claimed for this worker by [`Engine::start`](crate::Engine::start). A
+    /// worker that has stopped gives the workflow back at once.
+    pub(crate) fn run(mut self, claim: Claim) {
+        self.used = true;
+        if let Some(id) = spawn_run(&self.worker, claim) {
+            give_back(&self.worker, id);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.used {
+            return;
+        }
+        self.worker.unreserve();
+        if let Some(id) = self.claiming.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            // Queued after the creation on the store's write path; a workflow that was not
+            // created, or not under this lease, is left as it is.
+            give_back(&self.worker, id);
+        }
     }
 }
 
@@ -378,8 +429,10 @@ fn give_back(w: &Arc<WorkerShared>, id: String) {
             wake_at: Some(now_millis()),
             waiting_on: Vec::new(),
         };
-        if let Err(e) = w.engine.store().finish(&id, &w.id, given_back).await {
-            tracing::warn!(workflow = %id, error = %e, "cannot give back a workflow");
+        match w.engine.store().finish(&id, &w.id, given_back).await {
+            // Not there, or not under this lease: nothing to give back.
+            Ok(()) | Err(StoreError::NotFound(_) | StoreError::LeaseLost(_)) => {}
+            Err(e) => tracing::warn!(workflow = %id, error = %e, "cannot give back a workflow"),
         }
         w.engine.wake_handle().notify_one();
     });

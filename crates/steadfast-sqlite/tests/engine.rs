@@ -78,6 +78,7 @@ on_both_stores!(
     cancellation_stops_a_waiting_workflow,
     an_early_message_does_not_wake_a_sleeper_again_and_again,
     a_local_worker_takes_what_its_process_starts,
+    a_start_given_up_midway_keeps_no_slot,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -709,4 +710,40 @@ async fn a_local_worker_takes_what_its_process_starts(store: Arc<dyn Store>) {
     w.shutdown().await;
     engine.start::<Gated>("local-3", ()).await.unwrap();
     assert_eq!(status("local-3").await, (WorkflowStatus::Pending, None));
+}
+
+/// A start given up while its workflow was being created under a local worker's lease keeps
+/// neither the worker's slot nor the workflow: the next start runs, and the given-up workflow,
+/// if it was created, is released and runs too.
+async fn a_start_given_up_midway_keeps_no_slot(store: Arc<dyn Store>) {
+    let engine = Engine::from_arc(store);
+    let config = WorkerConfig {
+        max_concurrent: 1,
+        ..fast()
+    };
+    let gate = Arc::new(tokio::sync::Semaphore::new(100));
+    let w = engine
+        .worker()
+        .config(config)
+        .deps::<tokio::sync::Semaphore>(gate)
+        .workflow(Gated)
+        .start();
+    {
+        let mut start = Box::pin(engine.start::<Gated>("given-up", ()));
+        // Polled once and dropped: on SQLite, while the write is queued.
+        let _ = futures::poll!(&mut start);
+    }
+    let after = engine.start::<Gated>("after", ()).await.unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(10), after.result()).await;
+    assert_eq!(done.expect("the worker's slot was kept").unwrap(), "passed");
+    if engine
+        .store()
+        .get_workflow("given-up")
+        .await
+        .unwrap()
+        .is_some()
+    {
+        wait_status(&engine, "given-up", WorkflowStatus::Completed).await;
+    }
+    w.shutdown().await;
 }
