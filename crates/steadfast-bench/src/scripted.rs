@@ -6,7 +6,7 @@
 //! [`FunctionModel`]: steadfast_core::FunctionModel
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use steadfast_durable::{Engine, MemoryStore, Store};
 use steadfast_sqlite::{Durability, SqliteOptions};
@@ -18,13 +18,15 @@ use crate::timed_store::{StoreProbe, TimedStore};
 
 const K: u32 = 50;
 
-/// The wall times (ms) of `games` durable games on `store` (after a warm-up game), with nothing
-/// between the engine and the store.
-async fn wall_games(
+/// The wall times (ms) of `games` durable games on `store`, after a warm-up game. `before` runs
+/// before every game, `counted` after each counted one.
+async fn play(
     store: impl Store,
     label: &str,
     games: usize,
-) -> anyhow::Result<crate::stats::Summary> {
+    mut before: impl FnMut(),
+    mut counted: impl FnMut(),
+) -> anyhow::Result<Vec<f64>> {
     let engine = Engine::new(store);
     let worker = engine
         .worker()
@@ -34,6 +36,7 @@ async fn wall_games(
         .start();
     let mut walls = Vec::new();
     for g in 0..=games {
+        before();
         let t = Instant::now();
         let h = engine
             .start::<GameWorkflow>(&format!("{label}-{g}"), ())
@@ -43,9 +46,21 @@ async fn wall_games(
         r.check(K)?;
         if g > 0 {
             walls.push(ms(wall));
+            counted();
         }
     }
     worker.shutdown().await;
+    Ok(walls)
+}
+
+/// The wall times (ms) of `games` durable games on `store`, with nothing between the engine
+/// and the store.
+async fn wall_games(
+    store: impl Store,
+    label: &str,
+    games: usize,
+) -> anyhow::Result<crate::stats::Summary> {
+    let walls = play(store, label, games, || {}, || {}).await?;
     Ok(crate::stats::summarize(walls))
 }
 
@@ -62,35 +77,21 @@ struct Durable {
 async fn durable_games(store: impl Store, label: &str, games: usize) -> anyhow::Result<Durable> {
     let timed = TimedStore::new(store);
     let probe: std::sync::Arc<StoreProbe> = timed.probe();
-    let engine = Engine::new(timed);
-    let worker = engine
-        .worker()
-        .workflow(GameWorkflow {
-            questioner: game::scripted_game(K)?,
-        })
-        .start();
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let (mut walls, mut commit_ms, mut commits) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut commit_ms, mut commits) = (Vec::new(), Vec::new());
     let mut all_commits = Vec::new();
-    // Game 0 is a warm-up.
-    for g in 0..=games {
-        probe.reset();
-        let t = Instant::now();
-        let h = engine
-            .start::<GameWorkflow>(&format!("{label}-{g}"), ())
-            .await?;
-        let r = h.result().await?;
-        let wall = t.elapsed();
-        r.check(K)?;
-        if g > 0 {
-            walls.push(ms(wall));
+    let walls = play(
+        timed,
+        label,
+        games,
+        || probe.reset(),
+        || {
             let c = probe.get("commit_step");
             commits.push(c.calls as f64);
             commit_ms.push(ms(c.total));
             all_commits.extend(probe.samples("commit_step"));
-        }
-    }
-    worker.shutdown().await;
+        },
+    )
+    .await?;
     let (n, t) = (median(commits), median(commit_ms));
     Ok(Durable {
         wall_ms: median(walls),

@@ -672,21 +672,30 @@ impl Workflow for Gated {
     }
 }
 
-/// A workflow started where a worker for it runs is created already claimed by that worker,
-/// while the worker has a slot free; otherwise it is created pending, for any worker to claim.
-async fn a_local_worker_takes_what_its_process_starts(store: Arc<dyn Store>) {
-    let engine = Engine::from_arc(store);
+/// A worker of `engine` for [`Gated`] with one slot, and the gate it holds (`permits` open).
+fn gated_worker(
+    engine: &Engine,
+    permits: usize,
+) -> (steadfast_durable::Worker, Arc<tokio::sync::Semaphore>) {
     let config = WorkerConfig {
         max_concurrent: 1,
         ..fast()
     };
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(permits));
     let w = engine
         .worker()
         .config(config)
         .deps::<tokio::sync::Semaphore>(gate.clone())
         .workflow(Gated)
         .start();
+    (w, gate)
+}
+
+/// A workflow started where a worker for it runs is created already claimed by that worker,
+/// while the worker has a slot free; otherwise it is created pending, for any worker to claim.
+async fn a_local_worker_takes_what_its_process_starts(store: Arc<dyn Store>) {
+    let engine = Engine::from_arc(store);
+    let (w, gate) = gated_worker(&engine, 0);
     let status = |id: &'static str| {
         let engine = engine.clone();
         async move {
@@ -717,17 +726,7 @@ async fn a_local_worker_takes_what_its_process_starts(store: Arc<dyn Store>) {
 /// if it was created, is released and runs too.
 async fn a_start_given_up_midway_keeps_no_slot(store: Arc<dyn Store>) {
     let engine = Engine::from_arc(store);
-    let config = WorkerConfig {
-        max_concurrent: 1,
-        ..fast()
-    };
-    let gate = Arc::new(tokio::sync::Semaphore::new(100));
-    let w = engine
-        .worker()
-        .config(config)
-        .deps::<tokio::sync::Semaphore>(gate)
-        .workflow(Gated)
-        .start();
+    let (w, _gate) = gated_worker(&engine, 100);
     {
         let mut start = Box::pin(engine.start::<Gated>("given-up", ()));
         // Polled once and dropped: on SQLite, while the write is queued.

@@ -268,6 +268,16 @@ async fn logging_child(path: &Path, owner: &str) {
 /// Run the child of `test`, which prints `COMMITTED <workflow> <position>`, and kill it after
 /// `enough` acknowledged commits; the acknowledged count per workflow.
 fn run_and_kill(test: &str, path: &Path, enough: usize) -> HashMap<String, usize> {
+    run_and_kill_with(test, path, enough, || {})
+}
+
+/// [`run_and_kill`], calling `on_commit` after each acknowledged commit.
+fn run_and_kill_with(
+    test: &str,
+    path: &Path,
+    enough: usize,
+    mut on_commit: impl FnMut(),
+) -> HashMap<String, usize> {
     let mut child = spawn_child(test, path, "victim");
     let stdout = child.stdout.take().expect("child stdout");
     let mut acknowledged: HashMap<String, usize> = HashMap::new();
@@ -277,6 +287,7 @@ fn run_and_kill(test: &str, path: &Path, enough: usize) -> HashMap<String, usize
         if let Some(rest) = after(&line, "COMMITTED ") {
             let (id, position) = rest.split_once(' ').expect("COMMITTED <id> <position>");
             acknowledged.insert(id.to_owned(), position.parse::<usize>().unwrap() + 1);
+            on_commit();
             if acknowledged.values().sum::<usize>() >= enough {
                 break;
             }
@@ -500,30 +511,17 @@ async fn a_log_of_several_segments_is_imported_in_order() {
     let db = TempDb::new("steplog-segments");
     let store = db.open();
     store.create_workflow(new_wf("wf0")).await.unwrap();
-    let mut child = spawn_child(TEST, db.path(), "victim");
-    let stdout = child.stdout.take().expect("child stdout");
     let mut blocker = None;
-    let mut acknowledged = 0;
-    let start = Instant::now();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read child output");
-        if let Some(rest) = after(&line, "COMMITTED wf0 ") {
-            acknowledged = rest.parse::<usize>().unwrap() + 1;
-            if blocker.is_none() {
-                // From now on the child cannot flush its log.
-                let c = rusqlite::Connection::open(db.path()).unwrap();
-                c.busy_timeout(Duration::from_secs(10)).unwrap();
-                c.execute_batch("BEGIN IMMEDIATE").unwrap();
-                blocker = Some(c);
-            }
-            if acknowledged >= 70 {
-                break;
-            }
+    let acknowledged = run_and_kill_with(TEST, db.path(), 70, || {
+        if blocker.is_none() {
+            // From now on the child cannot flush its log.
+            let c = rusqlite::Connection::open(db.path()).unwrap();
+            c.busy_timeout(Duration::from_secs(10)).unwrap();
+            c.execute_batch("BEGIN IMMEDIATE").unwrap();
+            blocker = Some(c);
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "child too slow");
-    }
-    child.kill().expect("SIGKILL the child");
-    child.wait().expect("reap the child");
+    });
+    let acknowledged = acknowledged.get("wf0").copied().unwrap_or(0);
     let left = segments(db.path()).len();
     assert!(left >= 3, "the killed worker left {left} segments");
     if let Some(c) = blocker {
