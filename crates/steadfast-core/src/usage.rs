@@ -7,36 +7,45 @@ use serde::{Deserialize, Serialize};
 /// Tokens, requests and cost, for one request or summed over a run.
 ///
 /// Usage is data inside every model response and every tool result, so it survives journaling and
-/// replay: a resumed run reports the same totals as an uninterrupted one.
+/// replay: a resumed run reports the same totals as an uninterrupted one. Its JSON leaves out
+/// the counts that are zero (a missing field reads as zero), which keeps journaled steps small.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     /// Model requests made.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub requests: u32,
     /// Tool calls executed.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub tool_calls: u32,
     /// Input (prompt) tokens.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub input_tokens: u64,
     /// Output (completion) tokens.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub output_tokens: u64,
     /// Input tokens read from the provider's cache (included in `input_tokens`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub cache_read_tokens: u64,
     /// Input tokens written to the provider's cache (included in `input_tokens`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub cache_write_tokens: u64,
     /// Reasoning tokens (included in `output_tokens`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub reasoning_tokens: u64,
     /// Cost in US dollars, from the price table.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub cost_usd: f64,
     /// Requests whose model has no known price, so `cost_usd` leaves them out.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub unpriced_requests: u32,
+}
+
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
+}
+
+fn is_zero_f64(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Usage {
@@ -138,5 +147,29 @@ impl UsageLimits {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_counts_are_left_out_of_the_json_and_read_back_as_zero() {
+        assert_eq!(serde_json::to_string(&Usage::default()).unwrap(), "{}");
+        let u = Usage {
+            requests: 1,
+            output_tokens: 7,
+            cost_usd: 0.25,
+            ..Usage::default()
+        };
+        let json = serde_json::to_string(&u).unwrap();
+        assert_eq!(json, r#"{"requests":1,"output_tokens":7,"cost_usd":0.25}"#);
+        assert_eq!(serde_json::from_str::<Usage>(&json).unwrap(), u);
+        // Usage written with every field, as older builds did, reads the same.
+        let full = r#"{"requests":1,"tool_calls":0,"input_tokens":0,"output_tokens":7,
+            "cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,
+            "cost_usd":0.25,"unpriced_requests":0}"#;
+        assert_eq!(serde_json::from_str::<Usage>(full).unwrap(), u);
     }
 }

@@ -92,18 +92,40 @@ pub(crate) fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Where a background flush finds the requests queued while it runs.
+pub(crate) trait Queued {
+    /// Whether a request waits.
+    fn waiting(&self) -> bool;
+    /// Take the waiting requests that need no flush first, in order.
+    fn take(&self) -> Vec<Job>;
+}
+
+/// No queue: nothing ever waits.
+pub(crate) struct NoQueue;
+
+impl Queued for NoQueue {
+    fn waiting(&self) -> bool {
+        false
+    }
+
+    fn take(&self) -> Vec<Job> {
+        Vec::new()
+    }
+}
+
 /// Apply `batch` in one transaction and answer every request. Entries of `log` come first:
 /// all of them if a request asks for it, else the first `flush` (a background flush), of which
-/// only a few when requests wait (in `batch`, or queued meanwhile: `waiting`). With
-/// `give_back`, a batch whose transaction cannot start because another connection holds the
-/// lock is returned unanswered.
+/// only a few when requests wait (in `batch`, or in `queued`). The requests that queued
+/// meanwhile join the transaction, so they wait for one commit, not two. With `give_back`, a
+/// batch whose transaction cannot start because another connection holds the lock is returned
+/// unanswered.
 pub(crate) fn commit_batch(
     conn: &Connection,
     mut batch: Vec<Job>,
     give_back: bool,
     log: Option<&StepLog>,
     flush: usize,
-    waiting: &dyn Fn() -> bool,
+    queued: &dyn Queued,
 ) -> Option<Vec<Job>> {
     if !conn.is_autocommit() {
         // A request panicked in the middle of the previous transaction.
@@ -125,7 +147,7 @@ pub(crate) fn commit_batch(
     let limit = if all { ALL } else { flush };
     // A background flush gives way to requests: they wait for a few entries, not a chunk.
     let in_batch = !batch.is_empty();
-    let give_way = || !all && (in_batch || waiting());
+    let give_way = || !all && (in_batch || queued.waiting());
     let log = log.filter(|_| limit > 0);
     let flushed = match log
         .map(|l| l.flush_into(conn, limit, &give_way))
@@ -140,6 +162,9 @@ pub(crate) fn commit_batch(
             return None;
         }
     };
+    if flushed > 0 && !all {
+        batch.extend(queued.take());
+    }
     let done = |commit: &Result<(), StoreError>| {
         if let (Ok(()), Some(log)) = (commit, log) {
             log.flushed(flushed);
@@ -201,4 +226,117 @@ pub(crate) fn commit_batch(
         answer.send(commit.clone());
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use serde_json::json;
+    use steadfast_durable::{Json, NewWorkflow, StepKind, StepRecord};
+
+    use super::*;
+    use crate::SqliteOptions;
+    use crate::writes::{self, EncodedStep};
+
+    fn new(id: &str) -> NewWorkflow {
+        NewWorkflow {
+            id: id.into(),
+            name: "w".into(),
+            input: json!(null),
+            parent_id: None,
+        }
+    }
+
+    fn step(position: usize) -> StepRecord {
+        StepRecord {
+            position: position.to_string(),
+            step_id: format!("s#{position}"),
+            kind: StepKind::Step,
+            name: "s".into(),
+            input_hash: "h".into(),
+            input: None,
+            output: Ok(Json::from(json!(position))),
+            attempts: 1,
+            started_at: 1,
+            duration_us: 2,
+            seq: 0,
+        }
+    }
+
+    /// A queue that holds one request and counts how often it was asked whether one waits.
+    struct OneRequest {
+        job: Mutex<Option<Job>>,
+        asked: AtomicUsize,
+    }
+
+    impl Queued for OneRequest {
+        fn waiting(&self) -> bool {
+            self.asked.fetch_add(1, Ordering::Relaxed);
+            self.job.lock().unwrap().is_some()
+        }
+
+        fn take(&self) -> Vec<Job> {
+            self.job.lock().unwrap().take().into_iter().collect()
+        }
+    }
+
+    #[test]
+    fn a_request_that_waits_joins_the_background_flush_after_a_few_entries() {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "steadfast-batch-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("t.db");
+        let conn = crate::schema::open_writer(&db, &SqliteOptions::default()).unwrap();
+        let (_, claim) =
+            writes::create(&conn, &new("wf"), Some(("w", Duration::from_secs(60)))).unwrap();
+        let log = StepLog::new(&db);
+        log.claimed("w", i64::MAX, &[claim.unwrap()], vec![HashSet::new()]);
+        for i in 0..40 {
+            let step = EncodedStep::new("wf", "w", step(i)).unwrap();
+            assert!(matches!(
+                log.append(step).unwrap(),
+                crate::steplog::Logged::Done(_)
+            ));
+        }
+
+        let (tx, mut rx) = oneshot::channel();
+        let request = Request {
+            f: |c: &Connection| writes::create(c, &new("other"), None).map(|_| ()),
+            tx,
+            flush: false,
+        };
+        let queue = OneRequest {
+            job: Mutex::new(Some(Box::new(request))),
+            asked: AtomicUsize::new(0),
+        };
+        assert!(commit_batch(&conn, Vec::new(), false, Some(&log), 256, &queue).is_none());
+
+        // The flush stopped at its first look at the queue and took the request along.
+        assert_eq!(queue.asked.load(Ordering::Relaxed), 1);
+        rx.try_recv().unwrap().unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM journal"), 4);
+        assert_eq!(
+            count("SELECT count(*) FROM workflows WHERE id = 'other'"),
+            1
+        );
+        assert_eq!(log.pending(), 36);
+        assert!(conn.is_autocommit(), "one transaction, committed");
+
+        // With nothing waiting, the rest goes in one chunk.
+        assert!(commit_batch(&conn, Vec::new(), false, Some(&log), 256, &NoQueue).is_none());
+        assert_eq!(count("SELECT count(*) FROM journal"), 40);
+        assert_eq!(log.pending(), 0);
+        log.close();
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

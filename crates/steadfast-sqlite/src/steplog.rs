@@ -67,8 +67,8 @@ const SEGMENT_BYTES: u64 = 4 << 20;
 pub(crate) const FLUSH_DELAY: Duration = Duration::from_millis(10);
 
 /// A background flush checks this often (in entries) whether a request waits for the write
-/// connection, and if one does, commits what it has and lets the request go first.
-const GIVE_WAY_EVERY: usize = 16;
+/// connection, and if one does, commits what it has with the request.
+const GIVE_WAY_EVERY: usize = 4;
 
 /// With this many steps waiting, the writer thread flushes at once.
 const FLUSH_AT: usize = 256;
@@ -117,6 +117,25 @@ pub(crate) struct FinishEntry {
 enum EntryRef<'a> {
     Step(&'a EncodedStep),
     Finish(&'a FinishEntry),
+}
+
+impl EntryRef<'_> {
+    /// About the length of the entry's JSON: its texts plus room for the field names.
+    fn size_hint(&self) -> usize {
+        match self {
+            EntryRef::Step(s) => {
+                256 + s.id.len()
+                    + s.owner.len()
+                    + s.position.len()
+                    + s.step_id.len()
+                    + s.name.len()
+                    + s.input_hash.len()
+                    + s.input.as_ref().map_or(0, |i| i.get().len())
+                    + s.output.get().len()
+            }
+            EntryRef::Finish(f) => 128 + f.id.len() + f.owner.len(),
+        }
+    }
 }
 
 impl Entry {
@@ -269,7 +288,9 @@ impl StepLog {
 
     /// Write `entry` at the end of the segment; whether it is there.
     fn write(&self, st: &mut State, entry: &EntryRef<'_>) -> bool {
-        let Some(mut record) = encode(entry, 0).filter(|r| (r.len() as u64) < SEGMENT_BYTES) else {
+        let Some(mut record) =
+            encode(entry, 0, entry.size_hint()).filter(|r| (r.len() as u64) < SEGMENT_BYTES)
+        else {
             return false;
         };
         let full = st

@@ -27,7 +27,7 @@ use rusqlite::Connection;
 use steadfast_durable::StoreError;
 use tokio::sync::oneshot;
 
-use crate::batch::{Job, Request, commit_batch};
+use crate::batch::{Job, NoQueue, Queued, Request, commit_batch};
 use crate::checkpoint::{Checkpoints, task};
 use crate::schema::map_err;
 use crate::steplog::{ALL, FLUSH_DELAY, StepLog};
@@ -272,15 +272,7 @@ impl Writer {
             // Waiting for the lock, the batch cannot come back.
             let chunk = if flush { FLUSH_CHUNK } else { 0 };
             let flushes = self.log.as_ref().map_or(0, |l| l.flushes());
-            let waiting = || !lock(&self.queue).jobs.is_empty();
-            let _ = commit_batch(
-                &conn.conn,
-                batch,
-                false,
-                self.log.as_deref(),
-                chunk,
-                &waiting,
-            );
+            let _ = commit_batch(&conn.conn, batch, false, self.log.as_deref(), chunk, self);
             self.checkpoints.committed_on_thread();
             if let Some(log) = self.log.as_ref().filter(|l| flush && l.has_pending()) {
                 drop(conn);
@@ -309,9 +301,30 @@ impl Writer {
         let Some(log) = &self.log else { return };
         if log.has_pending() {
             let conn = lock(&self.conn);
-            let _ = commit_batch(&conn.conn, Vec::new(), false, Some(log), ALL, &|| false);
+            let _ = commit_batch(&conn.conn, Vec::new(), false, Some(log), ALL, &NoQueue);
         }
         log.close();
+    }
+}
+
+/// The writer thread's queue, as a flush it runs sees it.
+impl Queued for Writer {
+    fn waiting(&self) -> bool {
+        !lock(&self.queue).jobs.is_empty()
+    }
+
+    fn take(&self) -> Vec<Job> {
+        let mut q = lock(&self.queue);
+        let n = q
+            .jobs
+            .iter()
+            .take(MAX_BATCH)
+            .take_while(|j| !j.flushes())
+            .count();
+        self.counters
+            .requests
+            .fetch_add(n as u64, Ordering::Relaxed);
+        q.jobs.drain(..n).collect()
     }
 }
 
@@ -362,7 +375,7 @@ impl Lead<'_> {
                 Writer::take_batch(&mut q)
             };
             let n = batch.len();
-            let batch = commit_batch(&conn.conn, batch, true, w.log.as_deref(), 0, &|| false);
+            let batch = commit_batch(&conn.conn, batch, true, w.log.as_deref(), 0, &NoQueue);
             if let Some(batch) = batch {
                 // Another process holds the write lock.
                 let mut q = lock(&w.queue);

@@ -12,9 +12,11 @@ use super::{Entry, SEGMENT_BYTES};
 pub(super) const HEADER: usize = 12;
 
 /// A record with its header's length filled in (epoch and CRC come later), or `None` if the
-/// step cannot be encoded.
-pub(super) fn encode(entry: &impl Serialize, epoch: u32) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; HEADER];
+/// step cannot be encoded. `size` is a guess of the payload's length: the buffer is allocated
+/// once when it holds.
+pub(super) fn encode(entry: &impl Serialize, epoch: u32, size: usize) -> Option<Vec<u8>> {
+    let mut buf = Vec::with_capacity(HEADER + size);
+    buf.resize(HEADER, 0);
     serde_json::to_writer(&mut buf, entry).ok()?;
     let len = u32::try_from(buf.len() - HEADER).ok()?;
     buf[0..4].copy_from_slice(&len.to_le_bytes());
@@ -101,7 +103,7 @@ mod tests {
     }
 
     fn record(s: &Entry, epoch: u32) -> Vec<u8> {
-        let mut r = encode(s, epoch).unwrap();
+        let mut r = encode(s, epoch, 0).unwrap();
         seal(&mut r);
         r
     }
