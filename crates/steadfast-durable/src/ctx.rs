@@ -109,7 +109,8 @@ impl RunShared {
 
 /// What is reported of a step once it is committed (see [`WorkflowCtx::report`]).
 struct Committed {
-    event: Option<StepEvent>,
+    /// Boxed, so that a step's future, which holds it across the commit, stays small.
+    event: Option<Box<StepEvent>>,
     usage: Option<Usage>,
 }
 
@@ -567,122 +568,148 @@ impl WorkflowCtx {
             if !span.is_disabled() {
                 span.record(STEADFAST_REPLAYED, false);
             }
-            let result = async {
-                let run = &ctx.run;
-                if run.cancel.load(Ordering::SeqCst) {
-                    return Err(WorkflowError::Cancelled(run.id.clone()));
-                }
-                // A worker that was paused past its lease may have been replaced: it must not
-                // start new work on what may be another worker's workflow now.
-                let started_at = now_millis();
-                if started_at >= run.lease_until.load(Ordering::SeqCst) {
-                    return Err(WorkflowError::LeaseLost(run.id.clone()));
-                }
-                let _guard = InFlight::new(run);
-                let clock = Instant::now();
-                let mut attempt = 1;
-                let result: Result<T, StepError> = loop {
-                    let fut = body(&StepAttempt {
-                        attempt,
-                        ctx: &ctx,
-                        step_id: &step_id,
-                    });
-                    let outcome = match spec.policy.timeout {
-                        Some(t) => match tokio::time::timeout(t, fut).await {
-                            Ok(o) => o,
-                            Err(_) => Attempt::Failed(StepError::retryable(format!(
-                                "timed out after {t:?}"
-                            ))),
-                        },
-                        None => fut.await,
-                    };
-                    match outcome {
-                        Attempt::Ok(v) => break Ok(v),
-                        Attempt::Engine(e) => return Err(e),
-                        Attempt::Failed(e) => {
-                            let delay = if e.retryable {
-                                spec.policy.retry.delay_after(attempt, e.retry_after)
-                            } else {
-                                None
-                            };
-                            let Some(delay) = delay else { break Err(e) };
-                            run.store
-                                .record_attempt(
-                                    &run.id,
-                                    &run.owner,
-                                    AttemptRecord {
-                                        position: position.clone(),
-                                        step_id: step_id.clone(),
-                                        attempt,
-                                        error: e.message.clone(),
-                                        at: now_millis(),
-                                    },
-                                )
-                                .await?;
-                            run.emit(|| StepEvent {
-                                workflow_id: run.id.clone(),
-                                step_id: step_id.clone(),
-                                kind: spec.kind,
-                                name: spec.name.clone(),
-                                event: StepEventKind::Retrying {
-                                    attempt,
-                                    error: e.message.clone(),
-                                    delay,
-                                },
-                                attempts: attempt,
-                                duration: clock.elapsed(),
-                                input: spec.input.to_value(),
-                                output: None,
-                            });
-                            tokio::time::sleep(delay).await;
-                            attempt += 1;
-                        }
+            // Boxed apart from the replay check, and without the retry path (boxed too): a
+            // step's futures then stay under glibc's large-allocation size, whose first use
+            // after many small frees costs a consolidation of the free lists.
+            let result = Box::pin(
+                async {
+                    let run = &ctx.run;
+                    if run.cancel.load(Ordering::SeqCst) {
+                        return Err(WorkflowError::Cancelled(run.id.clone()));
                     }
-                };
-                // Encoded once, straight to text: the store keeps it and a replay decodes it.
-                let output = match &result {
-                    Ok(v) => Ok(Json::encode(v)?),
-                    Err(e) => Err(StepFailure {
-                        message: e.message.clone(),
-                        retryable: e.retryable,
-                    }),
-                };
-                let record = StepRecord {
-                    position,
-                    step_id: step_id.clone(),
-                    kind: spec.kind,
-                    name: spec.name,
-                    input_hash: spec.input_hash,
-                    input: spec.input.into_json(),
-                    output,
-                    attempts: attempt,
-                    started_at,
-                    duration_us: clock.elapsed().as_micros() as i64,
-                    seq: 0,
-                };
-                let report = ctx.report(&record);
-                ctx.commit(record, None).await?;
-                ctx.committed(report);
-                run.executed.fetch_add(1, Ordering::Relaxed);
-                if !span.is_disabled() {
-                    span.record(STEADFAST_STEP_ATTEMPT, i64::from(attempt));
-                }
-                match result {
-                    Ok(v) => Ok(v),
-                    Err(e) => Err(WorkflowError::StepFailed {
-                        step: step_id.clone(),
-                        message: e.message,
+                    // A worker that was paused past its lease may have been replaced: it must not
+                    // start new work on what may be another worker's workflow now.
+                    let started_at = now_millis();
+                    if started_at >= run.lease_until.load(Ordering::SeqCst) {
+                        return Err(WorkflowError::LeaseLost(run.id.clone()));
+                    }
+                    let _guard = InFlight::new(run);
+                    let clock = Instant::now();
+                    let mut attempt = 1;
+                    let result: Result<T, StepError> = loop {
+                        let fut = body(&StepAttempt {
+                            attempt,
+                            ctx: &ctx,
+                            step_id: &step_id,
+                        });
+                        let outcome = match spec.policy.timeout {
+                            Some(t) => match tokio::time::timeout(t, fut).await {
+                                Ok(o) => o,
+                                Err(_) => Attempt::Failed(StepError::retryable(format!(
+                                    "timed out after {t:?}"
+                                ))),
+                            },
+                            None => fut.await,
+                        };
+                        match outcome {
+                            Attempt::Ok(v) => break Ok(v),
+                            Attempt::Engine(e) => return Err(e),
+                            Attempt::Failed(e) => {
+                                let delay = if e.retryable {
+                                    spec.policy.retry.delay_after(attempt, e.retry_after)
+                                } else {
+                                    None
+                                };
+                                let Some(delay) = delay else { break Err(e) };
+                                // Boxed: a step that needs no retry carries none of this.
+                                Box::pin(ctx.before_retry(
+                                    &spec, &position, &step_id, attempt, &e, delay, clock,
+                                ))
+                                .await?;
+                                attempt += 1;
+                            }
+                        }
+                    };
+                    // Encoded once, straight to text: the store keeps it and a replay decodes it.
+                    let output = match &result {
+                        Ok(v) => Ok(Json::encode(v)?),
+                        Err(e) => Err(StepFailure {
+                            message: e.message.clone(),
+                            retryable: e.retryable,
+                        }),
+                    };
+                    let record = StepRecord {
+                        position,
+                        step_id: step_id.clone(),
+                        kind: spec.kind,
+                        name: spec.name,
+                        input_hash: spec.input_hash,
+                        input: spec.input.into_json(),
+                        output,
                         attempts: attempt,
-                    }),
+                        started_at,
+                        duration_us: clock.elapsed().as_micros() as i64,
+                        seq: 0,
+                    };
+                    let report = ctx.report(&record);
+                    ctx.commit(record, None).await?;
+                    ctx.committed(report);
+                    run.executed.fetch_add(1, Ordering::Relaxed);
+                    if !span.is_disabled() {
+                        span.record(STEADFAST_STEP_ATTEMPT, i64::from(attempt));
+                    }
+                    match result {
+                        Ok(v) => Ok(v),
+                        Err(e) => Err(WorkflowError::StepFailed {
+                            step: step_id.clone(),
+                            message: e.message,
+                            attempts: attempt,
+                        }),
+                    }
                 }
-            }
-            .instrument(span.clone())
+                .instrument(span.clone()),
+            )
             .await;
             if let Err(e) = &result {
                 record_step_error(&span, e);
             }
             result
         }
+    }
+
+    /// Between two attempts of a step: record the failed `attempt`, report it, and wait `delay`.
+    #[allow(clippy::too_many_arguments)]
+    async fn before_retry(
+        &self,
+        spec: &StepSpec,
+        position: &str,
+        step_id: &str,
+        attempt: u32,
+        e: &StepError,
+        delay: Duration,
+        clock: Instant,
+    ) -> Result<(), WorkflowError> {
+        let run = &self.run;
+        run.store
+            .record_attempt(
+                &run.id,
+                &run.owner,
+                AttemptRecord {
+                    position: position.to_string(),
+                    step_id: step_id.to_string(),
+                    attempt,
+                    error: e.message.clone(),
+                    at: now_millis(),
+                },
+            )
+            .await?;
+        run.emit(|| StepEvent {
+            workflow_id: run.id.clone(),
+            step_id: step_id.to_string(),
+            kind: spec.kind,
+            name: spec.name.clone(),
+            event: StepEventKind::Retrying {
+                attempt,
+                error: e.message.clone(),
+                delay,
+            },
+            attempts: attempt,
+            duration: clock.elapsed(),
+            input: spec.input.to_value(),
+            output: None,
+        });
+        tokio::time::sleep(delay).await;
+        Ok(())
     }
 
     /// Write-ahead: commit the record (the store takes it); once that is done,
@@ -697,21 +724,23 @@ impl WorkflowCtx {
     /// and its usage, if the workflow span records it. Taken before the store takes the record.
     fn report(&self, record: &StepRecord) -> Committed {
         let run = &self.run;
-        let event = run.observer.as_ref().map(|_| StepEvent {
-            workflow_id: run.id.clone(),
-            step_id: record.step_id.clone(),
-            kind: record.kind,
-            name: record.name.clone(),
-            event: match &record.output {
-                Ok(_) => StepEventKind::Completed,
-                Err(f) => StepEventKind::Failed {
-                    error: f.message.clone(),
+        let event = run.observer.as_ref().map(|_| {
+            Box::new(StepEvent {
+                workflow_id: run.id.clone(),
+                step_id: record.step_id.clone(),
+                kind: record.kind,
+                name: record.name.clone(),
+                event: match &record.output {
+                    Ok(_) => StepEventKind::Completed,
+                    Err(f) => StepEventKind::Failed {
+                        error: f.message.clone(),
+                    },
                 },
-            },
-            attempts: record.attempts,
-            duration: Duration::from_micros(record.duration_us.max(0) as u64),
-            input: record.input.as_ref().map(Json::to_value),
-            output: record.output.as_ref().ok().map(Json::to_value),
+                attempts: record.attempts,
+                duration: Duration::from_micros(record.duration_us.max(0) as u64),
+                input: record.input.as_ref().map(Json::to_value),
+                output: record.output.as_ref().ok().map(Json::to_value),
+            })
         });
         let usage = run.executed_usage.as_ref().and_then(|_| usage_of(record));
         Committed { event, usage }
