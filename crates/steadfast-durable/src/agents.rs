@@ -156,11 +156,25 @@ impl Driver for DurableDriver {
         // model continues where it stopped. Earlier messages are the results of earlier steps,
         // each checked when it was replayed, so hashing them again would only cost time: a
         // conversation grows with every turn.
+        //
+        // A remote engine's histories keep the hash of earlier builds (FNV-1a); the embedded
+        // engine writes `xxh3:` hashes and, in a run resumed from a journal, accepts the
+        // earlier ones too.
         let short = Short("", "model_request");
+        let (input_hash, legacy_hash) = if self.ctx.run.remote.is_some() {
+            (self.requests.legacy_hash(call.messages, call.params), None)
+        } else {
+            let legacy = self
+                .ctx
+                .resumed()
+                .then(|| self.requests.legacy_hash(call.messages, call.params));
+            (self.requests.hash(call.messages, call.params), legacy)
+        };
         let spec = StepSpec {
             kind: StepKind::ModelRequest,
             name: self.step_name(call.agent, None),
-            input_hash: self.requests.hash(call.messages, call.params),
+            input_hash,
+            legacy_hash,
             input: StepInput::None,
             policy: *call.policy,
         };
@@ -201,6 +215,7 @@ impl Driver for DurableDriver {
             kind: StepKind::Tool,
             name: self.step_name(call.agent, Some(&call.call.tool_name)),
             input_hash: hash_of(args),
+            legacy_hash: None,
             input: input.map_or(StepInput::None, StepInput::Json),
             policy: *call.policy,
         };

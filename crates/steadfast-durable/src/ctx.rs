@@ -314,6 +314,8 @@ pub(crate) struct StepSpec {
     pub kind: StepKind,
     pub name: String,
     pub input_hash: String,
+    /// Another hash a journal may hold for the same input: what an earlier build computed.
+    pub legacy_hash: Option<String>,
     pub input: StepInput,
     pub policy: StepPolicy,
 }
@@ -504,6 +506,7 @@ impl WorkflowCtx {
             kind: StepKind::Step,
             name: name.to_string(),
             input_hash: hash_of(&input),
+            legacy_hash: None,
             input: StepInput::Value(input),
             policy,
         };
@@ -712,6 +715,16 @@ impl WorkflowCtx {
         Ok(())
     }
 
+    /// Whether this run resumed from a journal (its history holds steps of earlier runs).
+    pub(crate) fn resumed(&self) -> bool {
+        !self
+            .run
+            .journal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// Write-ahead: commit the record (the store takes it); once that is done,
     /// [`WorkflowCtx::committed`] reports it. (The store's future is awaited as it is, so a
     /// step's future holds no more than it.)
@@ -781,7 +794,8 @@ impl WorkflowCtx {
         };
         if record.kind != spec.kind
             || record.name != spec.name
-            || record.input_hash != spec.input_hash
+            || (record.input_hash != spec.input_hash
+                && spec.legacy_hash.as_ref() != Some(&record.input_hash))
             || record.step_id != step_id
         {
             return Err(WorkflowError::NonDeterminism {
@@ -848,6 +862,7 @@ impl WorkflowCtx {
             kind,
             name: short.to_string(),
             input_hash: hash_of(&input),
+            legacy_hash: None,
             input: StepInput::Value(input),
             policy: StepPolicy::default(),
         };
@@ -974,6 +989,7 @@ impl WorkflowCtx {
                 kind: StepKind::Recv,
                 name: topic.clone(),
                 input_hash: hash_of(&topic),
+                legacy_hash: None,
                 input: StepInput::None,
                 policy: StepPolicy::default(),
             };
@@ -1068,6 +1084,7 @@ impl WorkflowCtx {
                 kind: StepKind::Child,
                 name: W::NAME.to_string(),
                 input_hash: hash_of(&start_input),
+                legacy_hash: None,
                 input: StepInput::Value(start_input),
                 policy: StepPolicy::default(),
             },
@@ -1098,6 +1115,7 @@ impl WorkflowCtx {
                 kind: StepKind::Child,
                 name: W::NAME.to_string(),
                 input_hash: hash_of(&child_id),
+                legacy_hash: None,
                 // The record's input (the child's id) is encoded when it is committed.
                 input: StepInput::None,
                 policy: StepPolicy::default(),

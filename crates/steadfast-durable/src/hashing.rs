@@ -1,15 +1,20 @@
 //! Step input hashes computed without building their JSON first.
 //!
-//! A step's input hash is the FNV-1a hash of its input's JSON (see `ctx::stable_hash`), and it
-//! is stored in the journal: it must stay the same from build to build. The helpers here
-//! compute exactly those hashes, only cheaper: the bytes stream into the hash instead of into
-//! a buffer, and the JSON of a model request's parameters (the tools' schemas, mostly) is
-//! serialized once per agent run instead of once per request.
+//! A step's input hash is stored in the journal and checked on replay: it must stay the same
+//! from build to build. Most steps hash their input's JSON with FNV-1a (see
+//! `ctx::stable_hash`). A model request hashes more bytes (the newest message and the tools'
+//! schemas), on every turn, so its hash is XXH3-64 of the same JSON, written `xxh3:{16 hex}`;
+//! journals of builds that hashed model requests with FNV-1a (plain 16 hex digits) still
+//! replay, since the engine computes that hash too when a run resumes from a journal.
+//!
+//! Either way the bytes stream into the hash instead of into a buffer, and the JSON of a model
+//! request's parameters is serialized once per agent run instead of once per request.
 
 use std::io::{self, Write};
 use std::sync::Mutex;
 
 use steadfast_core::{Message, ModelRequestParams};
+use xxhash_rust::xxh3::xxh3_64;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0100_0000_01b3;
@@ -49,46 +54,81 @@ impl Write for Fnv {
     }
 }
 
+/// The prefix of model-request hashes made with XXH3-64.
+pub(crate) const XXH3_PREFIX: &str = "xxh3:";
+
 /// The input hashes of one agent run's model requests: the hash of the JSON of
 /// `(messages.len(), messages.last(), params)`, with the JSON of `params` kept from the
 /// previous request while the parameters stay the same (they do, for the whole run).
 #[derive(Default)]
 pub(crate) struct RequestHasher {
-    params: Mutex<Option<(ModelRequestParams, Vec<u8>)>>,
+    state: Mutex<HasherState>,
+}
+
+#[derive(Default)]
+struct HasherState {
+    /// The last parameters and their JSON.
+    params: Option<(ModelRequestParams, Vec<u8>)>,
+    /// The JSON of the last request hashed, its buffer reused.
+    json: Vec<u8>,
 }
 
 impl RequestHasher {
-    /// The input hash of a model request with `messages` and `params`.
+    /// The input hash of a model request with `messages` and `params`: `xxh3:` and the
+    /// XXH3-64 of the JSON of `(messages.len(), messages.last(), params)`, in hex.
     pub(crate) fn hash(&self, messages: &[Message], params: &ModelRequestParams) -> String {
-        let mut cached = self.params.lock().unwrap_or_else(|e| e.into_inner());
-        if cached.as_ref().is_none_or(|(p, _)| p != params) {
-            match serde_json::to_vec(params) {
-                Ok(json) => *cached = Some((params.clone(), json)),
-                Err(_) => {
-                    *cached = None;
-                    return crate::ctx::hash_of(&(messages.len(), messages.last(), params));
-                }
-            }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut json = std::mem::take(&mut st.json);
+        json.clear();
+        // `hash_of` hashes no bytes when the JSON cannot be built; so does this. The JSON is
+        // hashed in one piece: XXH3 is at its fastest over a whole buffer.
+        if st.write(&mut json, messages, params).is_err() {
+            json.clear();
         }
-        let Some((_, params_json)) = cached.as_ref() else {
-            return crate::ctx::hash_of(&(messages.len(), messages.last(), params));
-        };
-        // The JSON of a tuple is its elements' JSON, comma-separated, in brackets.
+        let hash = format!("{XXH3_PREFIX}{:016x}", xxh3_64(&json));
+        st.json = json;
+        hash
+    }
+
+    /// The input hash that builds before `xxh3:` hashes gave a model request: FNV-1a of the
+    /// same JSON (`stable_hash`). A journal written by them replays against it.
+    pub(crate) fn legacy_hash(&self, messages: &[Message], params: &ModelRequestParams) -> String {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut h = Fnv::new();
-        let streamed = (|| -> serde_json::Result<()> {
-            h.write_all(b"[").map_err(serde_json::Error::io)?;
-            serde_json::to_writer(&mut h, &messages.len())?;
-            h.write_all(b",").map_err(serde_json::Error::io)?;
-            serde_json::to_writer(&mut h, &messages.last())?;
-            h.write_all(b",").map_err(serde_json::Error::io)?;
-            h.write_all(params_json).map_err(serde_json::Error::io)?;
-            h.write_all(b"]").map_err(serde_json::Error::io)
-        })();
-        match streamed {
+        match st.write(&mut h, messages, params) {
             Ok(()) => h.hex(),
-            // `hash_of` hashes no bytes when the JSON cannot be built.
             Err(_) => crate::ctx::stable_hash(&[]),
         }
+    }
+}
+
+impl HasherState {
+    /// Write the JSON of `(messages.len(), messages.last(), params)` to `out`.
+    fn write(
+        &mut self,
+        out: &mut impl Write,
+        messages: &[Message],
+        params: &ModelRequestParams,
+    ) -> serde_json::Result<()> {
+        if self.params.as_ref().is_none_or(|(p, _)| p != params) {
+            // Nothing stays cached if the parameters cannot be serialized.
+            self.params = None;
+            let json = serde_json::to_vec(params)?;
+            self.params = Some((params.clone(), json));
+        }
+        let params_json = self
+            .params
+            .as_ref()
+            .map_or(&[][..], |(_, json)| json.as_slice());
+        // The JSON of a tuple is its elements' JSON, comma-separated, in brackets.
+        let io = serde_json::Error::io;
+        out.write_all(b"[").map_err(io)?;
+        serde_json::to_writer(&mut *out, &messages.len())?;
+        out.write_all(b",").map_err(io)?;
+        serde_json::to_writer(&mut *out, &messages.last())?;
+        out.write_all(b",").map_err(io)?;
+        out.write_all(params_json).map_err(io)?;
+        out.write_all(b"]").map_err(io)
     }
 }
 
@@ -174,18 +214,36 @@ mod tests {
     #[test]
     fn request_hashes_are_the_hashes_of_the_request_json() {
         let hasher = RequestHasher::default();
+        let xxh3 =
+            |bytes: &[u8]| format!("{XXH3_PREFIX}{:016x}", xxhash_rust::xxh3::xxh3_64(bytes));
         for (tools, turns) in [(0, 0), (1, 0), (1, 3), (3, 1), (1, 4), (0, 2)] {
             let (m, p) = (conversation(turns), params(tools));
+            let json = serde_json::to_vec(&(m.len(), m.last(), &p)).unwrap();
             assert_eq!(
                 hasher.hash(&m, &p),
+                xxh3(&json),
+                "{tools} tools, {turns} turns"
+            );
+            // What earlier builds wrote for the same request.
+            assert_eq!(
+                hasher.legacy_hash(&m, &p),
                 hash_of(&(m.len(), m.last(), &p)),
                 "{tools} tools, {turns} turns"
             );
         }
         let p = params(2);
+        let json = serde_json::to_vec(&(0_usize, None::<&Message>, &p)).unwrap();
+        assert_eq!(hasher.hash(&[], &p), xxh3(&json));
         assert_eq!(
-            hasher.hash(&[], &p),
+            hasher.legacy_hash(&[], &p),
             hash_of(&(0_usize, None::<&Message>, &p))
         );
+    }
+
+    #[test]
+    fn xxh3_is_the_published_algorithm() {
+        // XXH3-64 of no bytes with seed 0, as its reference implementation gives it: a
+        // journal's hashes must not depend on the crate's version.
+        assert_eq!(xxh3_64(b""), 0x2d06_8005_38d3_94c2);
     }
 }

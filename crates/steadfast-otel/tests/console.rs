@@ -76,7 +76,7 @@ fn durable_run_interrupted_and_replayed() {
         let (output, published) = common::interrupted_research(&engine, "research-1").await;
         assert_eq!(output, format!("{} (approved)", common::FINAL_ANSWER));
         assert_eq!(published, 1);
-        let _ = std::fs::remove_file(&path);
+        common::remove_db(&path);
     });
     let expected = "\
 ▸ workflow research  id=research-1

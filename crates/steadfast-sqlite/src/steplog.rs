@@ -556,6 +556,9 @@ impl StepLog {
             {
                 remove_segment(&seg.path);
             }
+            // The folder too, once no process has a segment in it. (One that creates its
+            // first segment at this instant fails to, and commits that step by transaction.)
+            let _ = std::fs::remove_dir(&self.dir);
         }
     }
 }

@@ -2,6 +2,8 @@
 //! workflows, replay, non-determinism, timers, mailboxes, retries, idempotent start, parallel
 //! branches, children and cancellation.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,9 +28,7 @@ fn temp_db(tag: &str) -> std::path::PathBuf {
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     ));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
-    }
+    common::remove_db(&p);
     p
 }
 
@@ -59,7 +59,7 @@ macro_rules! on_both_stores {
                     let path = super::temp_db(stringify!($name));
                     let store = steadfast_sqlite::SqliteStore::open(&path).expect("open");
                     super::$name(std::sync::Arc::new(store)).await;
-                    let _ = std::fs::remove_file(&path);
+                    super::common::remove_db(&path);
                 }
             )*
         }

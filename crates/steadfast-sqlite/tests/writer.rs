@@ -260,6 +260,12 @@ async fn logged_steps_reach_the_table_soon_and_the_log_goes_with_the_store() {
         "log files left: {:?}",
         segments(&db)
     );
+    let mut dir = db.path().to_owned().into_os_string();
+    dir.push("-steplog");
+    assert!(
+        !std::path::Path::new(&dir).exists(),
+        "the empty log folder goes too"
+    );
 }
 
 /// A workflow created already claimed (`start_claimed`) is one write, and its steps go to the

@@ -154,10 +154,16 @@ pub fn temp_db(tag: &str) -> std::path::PathBuf {
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     ));
+    remove_db(&p);
+    p
+}
+
+/// Remove a SQLite file made by [`temp_db`], its companions and its step log folder.
+pub fn remove_db(p: &std::path::Path) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
     }
-    p
+    let _ = std::fs::remove_dir_all(format!("{}-steplog", p.display()));
 }
 
 /// Run the research workflow `id` on `engine` with an interruption: a first worker runs it until

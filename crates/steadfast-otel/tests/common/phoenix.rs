@@ -253,7 +253,7 @@ pub async fn export_and_read_back(phoenix: &str, endpoint: &str, protocol: Proto
     assert!(out.starts_with(FINAL_ANSWER));
     assert_eq!(published, 1);
     let history = engine.history(&wf_id).await.expect("history");
-    let _ = std::fs::remove_file(&path);
+    super::remove_db(&path);
 
     tokio::task::spawn_blocking(move || {
         guard.flush().expect("flush");

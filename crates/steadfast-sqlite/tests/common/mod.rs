@@ -43,11 +43,7 @@ impl TempDb {
     }
 
     fn remove(&self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut p = self.path.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
+        remove_db(&self.path);
     }
 }
 
@@ -55,4 +51,17 @@ impl Drop for TempDb {
     fn drop(&mut self) {
         self.remove();
     }
+}
+
+/// Remove database `path`: the file, its `-wal`, `-shm` and `-journal` companions, and its
+/// step log folder.
+pub fn remove_db(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.to_path_buf().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+    let mut log = path.to_path_buf().into_os_string();
+    log.push("-steplog");
+    let _ = std::fs::remove_dir_all(log);
 }
