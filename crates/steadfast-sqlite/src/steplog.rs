@@ -56,7 +56,7 @@ mod record;
 mod recover;
 
 use apply::apply_all;
-use record::{HEADER, encode, seal};
+use record::{HEADER, encode, encode_step, seal};
 pub(crate) use recover::{import, recover, remove};
 
 /// The size of a segment. A record that does not fit in what is left goes to a new segment; one
@@ -84,8 +84,9 @@ pub(crate) enum Logged<T> {
     Transaction(T),
 }
 
-/// A record of the log: a step, or the end of a workflow's run: `{"step": {...}}` or
-/// `{"finish": {...}}`.
+/// A record of the log: a step, or the end of a workflow's run. A step is written in the
+/// binary form of `record.rs`; an end as JSON, `{"finish": {...}}`, and steps written by
+/// earlier builds as `{"step": {...}}`, which still read back.
 ///
 /// Externally tagged, because a step embeds its input and output as raw JSON, which serde
 /// cannot read back through the buffering of an internally tagged enum. Records of builds that
@@ -111,31 +112,12 @@ pub(crate) struct FinishEntry {
     pub(crate) at: Millis,
 }
 
-/// An entry to write, by reference: it serializes exactly as [`Entry`].
+/// An entry to write, by reference: as JSON, it serializes exactly as [`Entry`].
 #[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
 enum EntryRef<'a> {
     Step(&'a EncodedStep),
     Finish(&'a FinishEntry),
-}
-
-impl EntryRef<'_> {
-    /// About the length of the entry's JSON: its texts plus room for the field names.
-    fn size_hint(&self) -> usize {
-        match self {
-            EntryRef::Step(s) => {
-                256 + s.id.len()
-                    + s.owner.len()
-                    + s.position.len()
-                    + s.step_id.len()
-                    + s.name.len()
-                    + s.input_hash.len()
-                    + s.input.as_ref().map_or(0, |i| i.get().len())
-                    + s.output.get().len()
-            }
-            EntryRef::Finish(f) => 128 + f.id.len() + f.owner.len(),
-        }
-    }
 }
 
 impl Entry {
@@ -288,9 +270,11 @@ impl StepLog {
 
     /// Write `entry` at the end of the segment; whether it is there.
     fn write(&self, st: &mut State, entry: &EntryRef<'_>) -> bool {
-        let Some(mut record) =
-            encode(entry, 0, entry.size_hint()).filter(|r| (r.len() as u64) < SEGMENT_BYTES)
-        else {
+        let Some(mut record) = match entry {
+            EntryRef::Step(step) => encode_step(step, 0),
+            EntryRef::Finish(_) => encode(entry, 0, 256),
+        }
+        .filter(|r| (r.len() as u64) < SEGMENT_BYTES) else {
             return false;
         };
         let full = st

@@ -1,27 +1,165 @@
 //! The step log's records: a 12-byte header (length, epoch, CRC-32 of the epoch and the
-//! payload, little-endian `u32`s), then the step as JSON.
+//! payload, little-endian `u32`s), then the entry.
+//!
+//! A step's payload is binary: the byte [`BINARY_STEP`], then its fields in a fixed order,
+//! texts as a little-endian `u32` length and their UTF-8 bytes (the input and output JSON
+//! exactly as the engine encoded it), numbers little-endian. A workflow's end is JSON
+//! (`{"finish": {...}}`), and so is a step written by an earlier build (`{"step": {...}}`):
+//! a JSON payload starts with `{`, so both forms read back.
 
 use std::io::Read;
 use std::path::Path;
 
 use serde::Serialize;
+use steadfast_durable::{Json, StepKind};
 
 use super::{Entry, SEGMENT_BYTES};
+use crate::writes::EncodedStep;
 
 /// The size of a record's header.
 pub(super) const HEADER: usize = 12;
 
+/// The first byte of a step's payload in the binary form.
+const BINARY_STEP: u8 = 1;
+
 /// A record with its header's length filled in (epoch and CRC come later), or `None` if the
-/// step cannot be encoded. `size` is a guess of the payload's length: the buffer is allocated
+/// entry cannot be encoded. `size` is a guess of the payload's length: the buffer is allocated
 /// once when it holds.
 pub(super) fn encode(entry: &impl Serialize, epoch: u32, size: usize) -> Option<Vec<u8>> {
     let mut buf = Vec::with_capacity(HEADER + size);
     buf.resize(HEADER, 0);
     serde_json::to_writer(&mut buf, entry).ok()?;
+    finish_header(buf, epoch)
+}
+
+/// A step's record, in the binary form; its header as [`encode`] leaves it.
+pub(super) fn encode_step(s: &EncodedStep, epoch: u32) -> Option<Vec<u8>> {
+    let input = s.input.as_ref().map(Json::get);
+    let texts = [
+        s.id.as_str(),
+        &s.owner,
+        &s.position,
+        &s.step_id,
+        s.kind.as_str(),
+        &s.name,
+        &s.input_hash,
+    ];
+    let size = 1
+        + texts.iter().map(|t| 4 + t.len()).sum::<usize>()
+        + 1
+        + input.map_or(0, |i| 4 + i.len())
+        + 4
+        + s.output.get().len()
+        + 1
+        + 4
+        + 8
+        + 8;
+    let mut buf = Vec::with_capacity(HEADER + size);
+    buf.resize(HEADER, 0);
+    buf.push(BINARY_STEP);
+    for text in texts {
+        put_text(&mut buf, text)?;
+    }
+    match input {
+        None => buf.push(0),
+        Some(i) => {
+            buf.push(1);
+            put_text(&mut buf, i)?;
+        }
+    }
+    put_text(&mut buf, s.output.get())?;
+    buf.push(u8::from(s.ok));
+    buf.extend_from_slice(&s.attempts.to_le_bytes());
+    buf.extend_from_slice(&s.started_at.to_le_bytes());
+    buf.extend_from_slice(&s.duration_us.to_le_bytes());
+    finish_header(buf, epoch)
+}
+
+fn put_text(buf: &mut Vec<u8>, text: &str) -> Option<()> {
+    buf.extend_from_slice(&u32::try_from(text.len()).ok()?.to_le_bytes());
+    buf.extend_from_slice(text.as_bytes());
+    Some(())
+}
+
+fn finish_header(mut buf: Vec<u8>, epoch: u32) -> Option<Vec<u8>> {
     let len = u32::try_from(buf.len() - HEADER).ok()?;
     buf[0..4].copy_from_slice(&len.to_le_bytes());
     buf[4..8].copy_from_slice(&epoch.to_le_bytes());
     Some(buf)
+}
+
+/// Reads a binary step's fields in order.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err("the record ends inside a field".into());
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.bytes(N)?);
+        Ok(a)
+    }
+
+    fn text(&mut self) -> Result<String, String> {
+        let n = u32::from_le_bytes(self.array()?) as usize;
+        String::from_utf8(self.bytes(n)?.to_vec()).map_err(|e| e.to_string())
+    }
+
+    fn json(&mut self) -> Result<Json, String> {
+        Json::from_string(self.text()?).map_err(|e| e.to_string())
+    }
+}
+
+/// A step from its binary payload (past [`BINARY_STEP`]).
+fn decode_step(payload: &[u8]) -> Result<EncodedStep, String> {
+    let mut f = Fields(payload);
+    let (id, owner, position, step_id) = (f.text()?, f.text()?, f.text()?, f.text()?);
+    let kind = f.text()?;
+    let kind = StepKind::parse(&kind).ok_or_else(|| format!("unknown step kind `{kind}`"))?;
+    let (name, input_hash) = (f.text()?, f.text()?);
+    let input = match f.array::<1>()? {
+        [0] => None,
+        [1] => Some(f.json()?),
+        [b] => return Err(format!("bad input marker {b}")),
+    };
+    let output = f.json()?;
+    let ok = f.array::<1>()? != [0];
+    let attempts = u32::from_le_bytes(f.array()?);
+    let started_at = i64::from_le_bytes(f.array()?);
+    let duration_us = i64::from_le_bytes(f.array()?);
+    if !f.0.is_empty() {
+        return Err("bytes past the step's last field".into());
+    }
+    Ok(EncodedStep {
+        id,
+        owner,
+        position,
+        step_id,
+        kind,
+        name,
+        input_hash,
+        input,
+        output,
+        ok,
+        attempts,
+        started_at,
+        duration_us,
+    })
+}
+
+/// The entry a record's payload holds: a binary step, or JSON.
+fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
+    match payload.split_first() {
+        Some((&BINARY_STEP, fields)) => decode_step(fields).map(Entry::Step),
+        _ => serde_json::from_slice::<Entry>(payload).map_err(|e| e.to_string()),
+    }
 }
 
 /// Fill in the CRC-32 of the epoch and the payload.
@@ -66,7 +204,7 @@ pub(super) fn decode_segment(mut segment: impl Read, path: &Path) -> Vec<Entry> 
         if h.finalize() != u32_at(&header, 8) {
             break;
         }
-        match serde_json::from_slice::<Entry>(&payload) {
+        match decode_entry(&payload) {
             Ok(entry) => entries.push(entry),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "a step log record is not an entry");
@@ -102,24 +240,39 @@ mod tests {
         })
     }
 
-    fn record(s: &Entry, epoch: u32) -> Vec<u8> {
-        let mut r = encode(s, epoch, 0).unwrap();
+    fn record(e: &Entry, epoch: u32) -> Vec<u8> {
+        let mut r = match e {
+            Entry::Step(s) => encode_step(s, epoch),
+            Entry::Finish(_) => encode(e, epoch, 0),
+        }
+        .unwrap();
         seal(&mut r);
         r
     }
 
-    /// A record holding `payload` as it is.
-    fn raw_record(payload: &str, epoch: u32) -> Vec<u8> {
+    /// A record holding `payload`'s bytes as they are.
+    fn raw_bytes_record(payload: &[u8], epoch: u32) -> Vec<u8> {
         let mut r = vec![0u8; HEADER];
-        r.extend(payload.as_bytes());
+        r.extend(payload);
         r[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
         r[4..8].copy_from_slice(&epoch.to_le_bytes());
         seal(&mut r);
         r
     }
 
+    fn contains(haystack: &[u8], needle: &str) -> bool {
+        haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    }
+
+    /// A record holding `payload` as it is.
+    fn raw_record(payload: &str, epoch: u32) -> Vec<u8> {
+        raw_bytes_record(payload.as_bytes(), epoch)
+    }
+
     #[test]
-    fn a_step_embeds_its_input_and_output_as_raw_json() {
+    fn a_step_record_holds_its_input_and_output_as_they_are() {
         let output =
             Json::from_string(r#"{"text": "a \"b\"\n", "usage": {"requests": 1}}"#.into()).unwrap();
         let input = Json::encode(&serde_json::json!({ "q": "ä" })).unwrap();
@@ -128,7 +281,7 @@ mod tests {
             step_id: "a#1/model_request#2".into(),
             kind: StepKind::ModelRequest,
             name: "agent__a__model_request".into(),
-            input_hash: "00ff".into(),
+            input_hash: "xxh3:00ff".into(),
             input: Some(input.clone()),
             output: Ok(output.clone()),
             attempts: 2,
@@ -138,36 +291,102 @@ mod tests {
         };
         let entry = Entry::Step(EncodedStep::new("wf", "w", step.clone()).unwrap());
         let r = record(&entry, 1);
-        let payload = std::str::from_utf8(&r[HEADER..]).unwrap();
-        assert!(payload.starts_with(r#"{"step":{"#), "{payload}");
-        assert!(
-            payload.contains(&format!(r#""input":{},"output":{},"#, input, output)),
-            "the texts are embedded as they are: {payload}"
-        );
+        assert_eq!(r[HEADER], BINARY_STEP);
+        assert!(contains(&r, input.get()) && contains(&r, output.get()));
         let back = decode_segment(&r[..], Path::new("test.log"));
         let [Entry::Step(s)] = &back[..] else {
             panic!("one step: {back:?}")
         };
-        assert_eq!(s.decode(7).unwrap(), StepRecord { seq: 7, ..step });
+        assert_eq!(
+            s.decode(7).unwrap(),
+            StepRecord {
+                seq: 7,
+                ..step.clone()
+            }
+        );
 
-        // A failure is its `StepFailure`, embedded the same way.
+        // No input, and a failure (its `StepFailure`).
         let failure = StepFailure {
             message: "gave up".into(),
             retryable: true,
         };
         let failed = StepRecord {
+            input: None,
             output: Err(failure.clone()),
-            ..s.decode(0).unwrap()
+            ..step
         };
-        let entry = Entry::Step(EncodedStep::new("wf", "w", failed).unwrap());
+        let entry = Entry::Step(EncodedStep::new("wf", "w", failed.clone()).unwrap());
         let r = record(&entry, 1);
-        let payload = std::str::from_utf8(&r[HEADER..]).unwrap();
-        assert!(payload.contains(r#""output":{"message":"gave up","retryable":true},"ok":false"#));
+        assert!(contains(&r, r#"{"message":"gave up","retryable":true}"#));
         let back = decode_segment(&r[..], Path::new("test.log"));
         let [Entry::Step(s)] = &back[..] else {
             panic!("one step: {back:?}")
         };
-        assert_eq!(s.decode(0).unwrap().output, Err(failure));
+        assert_eq!(s.decode(0).unwrap(), failed);
+    }
+
+    #[test]
+    fn json_steps_of_earlier_builds_read_back_beside_binary_ones() {
+        let p = Path::new("test.log");
+        let json_step = r#"{"step":{"id":"wf","owner":"w","position":"1","step_id":"s#1","kind":"tool","name":"s","input_hash":"0","input":{"a":1},"output":{"b":2},"ok":true,"attempts":1,"started_at":5,"duration_us":6}}"#;
+        let seg = [
+            record(&step("0"), 7),
+            raw_record(json_step, 7),
+            record(&step("2"), 7),
+        ]
+        .concat();
+        let read = decode_segment(&seg[..], p);
+        let positions: Vec<&str> = read
+            .iter()
+            .map(|e| match e {
+                Entry::Step(s) => s.position.as_str(),
+                Entry::Finish(_) => "end",
+            })
+            .collect();
+        assert_eq!(positions, ["0", "1", "2"]);
+        let Entry::Step(s) = &read[1] else {
+            unreachable!()
+        };
+        assert_eq!(s.kind, StepKind::Tool);
+        assert_eq!(s.input.as_ref().map(Json::get), Some(r#"{"a":1}"#));
+    }
+
+    #[test]
+    fn a_binary_step_that_does_not_parse_ends_the_segment() {
+        let p = Path::new("test.log");
+        let whole = record(&step("1"), 7);
+        let payload = &whole[HEADER..];
+        // Cut short, with a valid CRC; a length past the end; an unknown kind; bytes past the
+        // last field; an output that is not JSON.
+        let short = raw_bytes_record(&payload[..payload.len() - 3], 7);
+        let mut long_len = payload.to_vec();
+        long_len[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut kind = payload.to_vec();
+        let at = contains_at(&kind, "step").unwrap();
+        kind[at..at + 4].copy_from_slice(b"stop");
+        let mut extra = payload.to_vec();
+        extra.push(0);
+        let mut output = payload.to_vec();
+        // The output `1` comes before the last 21 bytes (ok, attempts, two times).
+        let at = output.len() - 22;
+        assert_eq!(output[at], b'1');
+        output[at] = b'}';
+        for bad in [
+            short,
+            raw_bytes_record(&long_len, 7),
+            raw_bytes_record(&kind, 7),
+            raw_bytes_record(&extra, 7),
+            raw_bytes_record(&output, 7),
+        ] {
+            let seg = [record(&step("0"), 7), bad].concat();
+            assert_eq!(decode_segment(&seg[..], p).len(), 1);
+        }
+    }
+
+    fn contains_at(haystack: &[u8], needle: &str) -> Option<usize> {
+        haystack
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
     }
 
     #[test]
