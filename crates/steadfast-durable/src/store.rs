@@ -1,9 +1,9 @@
 //! The `Store` contract: what a durable engine needs from its database.
 //!
 //! A store keeps workflows (with their lease, status and wake-up time), the step journal, failed
-//! attempts, and mailboxes. Every implementation passes the conformance kit in
-//! [`crate::testkit`] (feature `test-kit`): claims and leases, expired-lease recovery, timers,
-//! mailboxes, concurrent writers, and crashes between any two writes.
+//! attempts, and mailboxes. Every implementation passes the conformance kit in the `testkit`
+//! module (feature `test-kit`): claims and leases, expired-lease recovery, timers, mailboxes,
+//! concurrent writers, and crashes between any two writes.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
