@@ -21,11 +21,11 @@ use crate::store::StepKind;
 /// Drives agent runs inside a workflow, journaling every call.
 pub(crate) struct DurableDriver {
     ctx: WorkflowCtx,
-    /// The input hashes of the run's model requests.
-    requests: crate::hashing::RequestHasher,
-    /// The step names of the run's calls, built on first use.
-    names: Mutex<Vec<StepName>>,
 }
+
+/// The step names of a workflow run's agent calls, built on first use.
+#[derive(Default)]
+pub(crate) struct StepNames(Mutex<Vec<StepName>>);
 
 /// The step names of an agent's model requests (`tool` = `None`) or of its calls of a tool.
 struct StepName {
@@ -43,17 +43,15 @@ impl Scope for WorkflowCtx {
 
 impl DurableDriver {
     fn new(ctx: WorkflowCtx) -> Self {
-        DurableDriver {
-            ctx,
-            requests: crate::hashing::RequestHasher::default(),
-            names: Mutex::new(Vec::new()),
-        }
+        DurableDriver { ctx }
     }
+}
 
+impl StepNames {
     /// The step name of `agent`'s model requests (`tool` = `None`) or of its calls of `tool`:
     /// `agent__{agent}__model_request` or `agent__{agent}__tool__{tool}`.
-    fn step_name(&self, agent: &str, tool: Option<&str>) -> String {
-        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+    fn get(&self, agent: &str, tool: Option<&str>) -> String {
+        let mut names = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = names
             .iter()
             .find(|n| n.agent == agent && n.tool.as_deref() == tool)
@@ -162,17 +160,28 @@ impl Driver for DurableDriver {
         // earlier ones too.
         let short = Short("", "model_request");
         let (input_hash, legacy_hash) = if self.ctx.run.remote.is_some() {
-            (self.requests.legacy_hash(call.messages, call.params), None)
+            (
+                self.ctx
+                    .run
+                    .requests
+                    .legacy_hash(call.messages, call.params),
+                None,
+            )
         } else {
-            let legacy = self
-                .ctx
-                .resumed()
-                .then(|| self.requests.legacy_hash(call.messages, call.params));
-            (self.requests.hash(call.messages, call.params), legacy)
+            let legacy = self.ctx.resumed().then(|| {
+                self.ctx
+                    .run
+                    .requests
+                    .legacy_hash(call.messages, call.params)
+            });
+            (
+                self.ctx.run.requests.hash(call.messages, call.params),
+                legacy,
+            )
         };
         let spec = StepSpec {
             kind: StepKind::ModelRequest,
-            name: self.step_name(call.agent, None),
+            name: self.ctx.run.step_names.get(call.agent, None),
             input_hash,
             legacy_hash,
             input: StepInput::None,
@@ -213,7 +222,11 @@ impl Driver for DurableDriver {
         let short = Short("tool__", &call.call.tool_name);
         let spec = StepSpec {
             kind: StepKind::Tool,
-            name: self.step_name(call.agent, Some(&call.call.tool_name)),
+            name: self
+                .ctx
+                .run
+                .step_names
+                .get(call.agent, Some(&call.call.tool_name)),
             input_hash: hash_of(args),
             legacy_hash: None,
             input: input.map_or(StepInput::None, StepInput::Json),

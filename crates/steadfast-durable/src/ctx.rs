@@ -87,6 +87,10 @@ pub(crate) struct RunShared {
     pub suspend_threshold: Duration,
     pub replayed: AtomicU64,
     pub executed: AtomicU64,
+    /// The input hashes of the run's model requests (every agent run in it shares them).
+    pub requests: crate::hashing::RequestHasher,
+    /// The step names of the run's agent calls.
+    pub step_names: crate::agents::StepNames,
     /// A remote engine (Temporal) that answers every effect from its own history; `None` on the
     /// embedded engine.
     pub remote: Option<Arc<dyn RemoteEngine>>,
@@ -257,6 +261,8 @@ impl WorkflowCtx {
             suspend_threshold: Duration::MAX,
             replayed: AtomicU64::new(0),
             executed: AtomicU64::new(0),
+            requests: crate::hashing::RequestHasher::default(),
+            step_names: crate::agents::StepNames::default(),
             remote: Some(engine),
         };
         WorkflowCtx::root(Arc::new(run))

@@ -57,18 +57,22 @@ impl Write for Fnv {
 /// The prefix of model-request hashes made with XXH3-64.
 pub(crate) const XXH3_PREFIX: &str = "xxh3:";
 
-/// The input hashes of one agent run's model requests: the hash of the JSON of
-/// `(messages.len(), messages.last(), params)`, with the JSON of `params` kept from the
-/// previous request while the parameters stay the same (they do, for the whole run).
+/// The input hashes of one workflow run's model requests: the hash of the JSON of
+/// `(messages.len(), messages.last(), params)`. The JSON of the parameters is kept for the
+/// last few sets seen (one per agent, usually), so that it is serialized once per run, not once
+/// per request: an agent that a tool runs gets a new run on every call.
 #[derive(Default)]
 pub(crate) struct RequestHasher {
     state: Mutex<HasherState>,
 }
 
+/// At most this many sets of parameters keep their JSON.
+const KEPT_PARAMS: usize = 8;
+
 #[derive(Default)]
 struct HasherState {
-    /// The last parameters and their JSON.
-    params: Option<(ModelRequestParams, Vec<u8>)>,
+    /// Parameters and their JSON, the most recently used last.
+    params: Vec<(ModelRequestParams, Vec<u8>)>,
     /// The JSON of the last request hashed, its buffer reused.
     json: Vec<u8>,
 }
@@ -110,15 +114,23 @@ impl HasherState {
         messages: &[Message],
         params: &ModelRequestParams,
     ) -> serde_json::Result<()> {
-        if self.params.as_ref().is_none_or(|(p, _)| p != params) {
-            // Nothing stays cached if the parameters cannot be serialized.
-            self.params = None;
-            let json = serde_json::to_vec(params)?;
-            self.params = Some((params.clone(), json));
+        match self.params.iter().rposition(|(p, _)| p == params) {
+            Some(i) if i + 1 == self.params.len() => {}
+            Some(i) => {
+                let hit = self.params.remove(i);
+                self.params.push(hit);
+            }
+            None => {
+                let json = serde_json::to_vec(params)?;
+                if self.params.len() == KEPT_PARAMS {
+                    self.params.remove(0);
+                }
+                self.params.push((params.clone(), json));
+            }
         }
         let params_json = self
             .params
-            .as_ref()
+            .last()
             .map_or(&[][..], |(_, json)| json.as_slice());
         // The JSON of a tuple is its elements' JSON, comma-separated, in brackets.
         let io = serde_json::Error::io;
@@ -238,6 +250,28 @@ mod tests {
             hasher.legacy_hash(&[], &p),
             hash_of(&(0_usize, None::<&Message>, &p))
         );
+    }
+
+    #[test]
+    fn kept_parameters_never_answer_for_other_ones() {
+        // More sets than are kept, in turns, as a run's agents and their nested agents ask.
+        let shared = RequestHasher::default();
+        let m = conversation(2);
+        for round in 0..3 {
+            for tools in (0..KEPT_PARAMS + 2).rev() {
+                let p = params(tools);
+                assert_eq!(
+                    shared.hash(&m, &p),
+                    RequestHasher::default().hash(&m, &p),
+                    "round {round}, {tools} tools"
+                );
+                assert_eq!(
+                    shared.legacy_hash(&m, &p),
+                    hash_of(&(m.len(), m.last(), &p))
+                );
+            }
+        }
+        assert!(shared.state.lock().unwrap().params.len() <= KEPT_PARAMS);
     }
 
     #[test]

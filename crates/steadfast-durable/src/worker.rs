@@ -491,6 +491,8 @@ fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) -> Option<String> {
         suspend_threshold: w.config.suspend_threshold,
         replayed: AtomicU64::new(0),
         executed: AtomicU64::new(0),
+        requests: crate::hashing::RequestHasher::default(),
+        step_names: crate::agents::StepNames::default(),
         remote: None,
     });
     let lost = Arc::new(AtomicBool::new(false));
