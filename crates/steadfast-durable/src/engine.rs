@@ -79,6 +79,12 @@ impl Engine {
         local.push(Arc::downgrade(worker));
     }
 
+    /// Whether a worker of this engine in this process is running workflow `id`.
+    fn runs_locally(&self, id: &str) -> bool {
+        let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        local.iter().filter_map(Weak::upgrade).any(|w| w.runs(id))
+    }
+
     /// A slot, reserved for the caller, of a local worker that runs workflows named `name`.
     fn local_worker(&self, name: &str) -> Option<worker::Slot> {
         let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
@@ -196,13 +202,17 @@ impl Engine {
     async fn wait_terminal(&self, id: &str) -> Result<WorkflowRecord, WorkflowError> {
         loop {
             let changed = self.changed.notified();
-            let rec = self
-                .store
-                .get_workflow(id)
-                .await?
-                .ok_or_else(|| WorkflowError::Config(format!("no workflow `{id}`")))?;
-            if rec.status.is_terminal() {
-                return Ok(rec);
+            // A run in a worker of this process notifies when it ends (or suspends); until
+            // then the store could only say that it runs.
+            if !self.runs_locally(id) {
+                let rec = self
+                    .store
+                    .get_workflow(id)
+                    .await?
+                    .ok_or_else(|| WorkflowError::Config(format!("no workflow `{id}`")))?;
+                if rec.status.is_terminal() {
+                    return Ok(rec);
+                }
             }
             // Woken at once by a local worker; polled for workers in other processes.
             let _ = tokio::time::timeout(Duration::from_millis(100), changed).await;

@@ -169,6 +169,11 @@ impl WorkerShared {
         self.workflows.contains_key(name)
     }
 
+    /// Whether it is running workflow `id`.
+    pub(crate) fn runs(&self, id: &str) -> bool {
+        self.running().runs.contains_key(id)
+    }
+
     /// Whether it has stopped taking workflows.
     pub(crate) fn stopped(&self) -> bool {
         self.running().closed
