@@ -330,22 +330,35 @@ async fn renew(w: &Arc<WorkerShared>) {
             return;
         }
     };
-    let r = w.running();
-    for s in states {
-        if let Some(run) = r.runs.get(&s.id) {
-            if s.held {
+    let mut lost_any = false;
+    {
+        let mut r = w.running();
+        for s in states {
+            if !s.held {
+                // Another worker has the workflow now: this run stops where it is, and its
+                // slot is free again (an aborted task does not get to its own cleanup).
+                if let Some(run) = r.runs.remove(&s.id) {
+                    run.lost.store(true, Ordering::SeqCst);
+                    run.task.abort();
+                    w.active.fetch_sub(1, Ordering::SeqCst);
+                    lost_any = true;
+                }
+                continue;
+            }
+            if let Some(run) = r.runs.get(&s.id) {
                 run.run
                     .lease_until
                     .store(lease_deadline(asked_at, w.config.lease), Ordering::SeqCst);
-            } else {
-                run.lost.store(true, Ordering::SeqCst);
-                run.task.abort();
-            }
-            if s.cancel_requested {
-                run.run.cancel.store(true, Ordering::SeqCst);
-                run.run.notify.notify_one();
+                if s.cancel_requested {
+                    run.run.cancel.store(true, Ordering::SeqCst);
+                    run.run.notify.notify_one();
+                }
             }
         }
+    }
+    if lost_any {
+        // Handles waiting on those workflows look at the store again.
+        w.engine.notify_changed();
     }
 }
 
@@ -512,11 +525,18 @@ fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) -> Option<String> {
         };
         tokio::spawn(async move {
             let id = run.id.clone();
+            let this = run.clone();
             execute_run(&w, run, wf, input, report)
                 .instrument(span)
                 .await;
-            w.running().runs.remove(&id);
-            w.active.fetch_sub(1, Ordering::SeqCst);
+            {
+                // Unless a renewal found the lease lost and let the slot go already.
+                let mut r = w.running();
+                if r.runs.get(&id).is_some_and(|e| Arc::ptr_eq(&e.run, &this)) {
+                    r.runs.remove(&id);
+                    w.active.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
             w.finished.fetch_add(1, Ordering::Relaxed);
             w.engine.notify_changed();
         })
