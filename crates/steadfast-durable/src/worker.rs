@@ -2,10 +2,12 @@
 //! leases, and suspends or finishes them.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
 use serde_json::{Value, json};
 use steadfast_core::Usage;
 use steadfast_core::semconv::{
@@ -609,6 +611,16 @@ impl Drop for RunSpan {
     }
 }
 
+/// The error of a workflow whose code panicked, with the panic's message.
+fn panicked(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    format!("the workflow's code panicked: {message}")
+}
+
 async fn execute_run(
     w: &Arc<WorkerShared>,
     run: Arc<RunShared>,
@@ -633,7 +645,13 @@ async fn execute_run(
     let ctx = WorkflowCtx::root(run.clone());
     // A step that yields so that its sibling branches get polled first (to share a commit)
     // is polled again here at once, not after a trip through the scheduler.
-    let mut fut = PollAgain::new(wf.run(ctx, input));
+    // A panic in the workflow's code (a step's body, a tool) fails the workflow with its
+    // message instead of ending the worker's task, which would hold the workflow's lease
+    // forever.
+    let run_caught = AssertUnwindSafe(wf.run(ctx, input))
+        .catch_unwind()
+        .map(|r| r.unwrap_or_else(|panic| Err(WorkflowError::Failed(panicked(&*panic)))));
+    let mut fut = PollAgain::new(run_caught);
     let result = loop {
         tokio::select! {
             r = &mut fut => break Some(r),
