@@ -98,12 +98,17 @@ struct Cluster {
     queue: String,
     seen: Arc<Seen>,
     worker: Child,
+    /// The worker's stderr, kept when a test fails.
+    log: std::path::PathBuf,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.worker.kill();
         let _ = self.worker.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
@@ -159,6 +164,7 @@ impl Cluster {
                         queue,
                         seen,
                         worker,
+                        log,
                     });
                 }
                 other => {
@@ -171,6 +177,7 @@ impl Cluster {
                         "the worker never said it was ready ({other:?}, exit {status:?}):\n{stderr}"
                     );
                     eprintln!("the worker exited before it was ready; once more:\n{stderr}");
+                    let _ = std::fs::remove_file(&log);
                     attempt += 1;
                 }
             }

@@ -18,6 +18,9 @@ pub struct DevServer {
     port: u16,
     http_port: u16,
     metrics_port: u16,
+    /// Whether `dir` goes with the server (a test's server), unless a panic is unwinding: a
+    /// failed test keeps the server's log and database for a look.
+    temporary: bool,
 }
 
 /// The `temporal` CLI: `STEADFAST_TEMPORAL_BIN`, else `temporal` on the `PATH`.
@@ -31,7 +34,8 @@ pub fn find_cli() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A dev server for one test, in a fresh directory under the temp dir named after `tag`.
+/// A dev server for one test, in a fresh directory under the temp dir named after `tag`. The
+/// directory goes with the server, unless the server is dropped during a panic (a failing test).
 ///
 /// Without the CLI it is `Ok(None)` after a note on stderr, so a test can skip; under `CI=true`
 /// a missing CLI is an error, so CI never skips silently.
@@ -55,7 +59,9 @@ pub fn test_server(tag: &str) -> Result<Option<DevServer>, TemporalError> {
     };
     let dir = std::env::temp_dir().join(format!("steadfast-temporal-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    DevServer::start(&bin, &dir).map(Some)
+    let mut server = DevServer::start(&bin, &dir)?;
+    server.temporary = true;
+    Ok(Some(server))
 }
 
 fn free_port() -> Result<u16, TemporalError> {
@@ -78,6 +84,7 @@ impl DevServer {
             port: free_port()?,
             http_port: free_port()?,
             metrics_port: free_port()?,
+            temporary: false,
         };
         s.launch()?;
         Ok(s)
@@ -191,5 +198,8 @@ impl DevServer {
 impl Drop for DevServer {
     fn drop(&mut self) {
         self.kill();
+        if self.temporary && !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
