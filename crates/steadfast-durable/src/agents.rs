@@ -159,25 +159,15 @@ impl Driver for DurableDriver {
         // engine writes `xxh3:` hashes and, in a run resumed from a journal, accepts the
         // earlier ones too.
         let short = Short("", "model_request");
+        let requests = &self.ctx.run.requests;
         let (input_hash, legacy_hash) = if self.ctx.run.remote.is_some() {
-            (
-                self.ctx
-                    .run
-                    .requests
-                    .legacy_hash(call.messages, call.params),
-                None,
-            )
+            (requests.legacy_hash(call.messages, call.params), None)
         } else {
-            let legacy = self.ctx.resumed().then(|| {
-                self.ctx
-                    .run
-                    .requests
-                    .legacy_hash(call.messages, call.params)
-            });
-            (
-                self.ctx.run.requests.hash(call.messages, call.params),
-                legacy,
-            )
+            let legacy = self
+                .ctx
+                .resumed()
+                .then(|| requests.legacy_hash(call.messages, call.params));
+            (requests.hash(call.messages, call.params), legacy)
         };
         let spec = StepSpec {
             kind: StepKind::ModelRequest,

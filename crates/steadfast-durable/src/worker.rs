@@ -130,7 +130,6 @@ impl WorkerBuilder {
 /// A workflow this worker runs.
 struct Run {
     run: Arc<RunShared>,
-    lost: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -340,7 +339,6 @@ async fn renew(w: &Arc<WorkerShared>) {
                 // Another worker has the workflow now: this run stops where it is, and its
                 // slot is free again (an aborted task does not get to its own cleanup).
                 if let Some(run) = r.runs.remove(&s.id) {
-                    run.lost.store(true, Ordering::SeqCst);
                     run.task.abort();
                     w.active.fetch_sub(1, Ordering::SeqCst);
                     lost_any = true;
@@ -515,7 +513,6 @@ fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) -> Option<String> {
         step_names: crate::agents::StepNames::default(),
         remote: None,
     });
-    let lost = Arc::new(AtomicBool::new(false));
     let task = {
         let w = w.clone();
         let run = run.clone();
@@ -543,7 +540,7 @@ fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) -> Option<String> {
             w.engine.notify_changed();
         })
     };
-    running.runs.insert(rec.id, Run { run, lost, task });
+    running.runs.insert(rec.id, Run { run, task });
     None
 }
 
