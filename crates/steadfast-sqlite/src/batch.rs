@@ -98,6 +98,12 @@ pub(crate) trait Queued {
     fn waiting(&self) -> bool;
     /// Take the waiting requests that need no flush first, in order.
     fn take(&self) -> Vec<Job>;
+    /// Whether the flush may give way to them by rolling back (else they join it).
+    fn may_interrupt(&self) -> bool {
+        false
+    }
+    /// The flush gave way to the requests taken: it was rolled back.
+    fn interrupted(&self) {}
 }
 
 /// No queue: nothing ever waits.
@@ -115,8 +121,9 @@ impl Queued for NoQueue {
 
 /// Apply `batch` in one transaction and answer every request. Entries of `log` come first:
 /// all of them if a request asks for it, else the first `flush` (a background flush), of which
-/// only a few when requests wait (in `batch`, or in `queued`). The requests that queued
-/// meanwhile join the transaction, so they wait for one commit, not two. With `give_back`, a
+/// only a few when requests wait (in `batch`, or in `queued`). A background flush (`batch`
+/// empty) that requests interrupt (in `queued`) is rolled back, and they commit alone, if
+/// `queued` allows it; else they join its transaction. With `give_back`, a
 /// batch whose transaction cannot start because another connection holds the lock is returned
 /// unanswered.
 pub(crate) fn commit_batch(
@@ -147,7 +154,12 @@ pub(crate) fn commit_batch(
     let limit = if all { ALL } else { flush };
     // A background flush gives way to requests: they wait for a few entries, not a chunk.
     let in_batch = !batch.is_empty();
-    let give_way = || !all && (in_batch || queued.waiting());
+    let gave_way = std::cell::Cell::new(false);
+    let give_way = || {
+        let give = !all && (in_batch || queued.waiting());
+        gave_way.set(give);
+        give
+    };
     let log = log.filter(|_| limit > 0);
     let flushed = match log
         .map(|l| l.flush_into(conn, limit, &give_way))
@@ -163,7 +175,16 @@ pub(crate) fn commit_batch(
         }
     };
     if flushed > 0 && !all {
-        batch.extend(queued.take());
+        let waiting = queued.take();
+        if gave_way.get() && !in_batch && !waiting.is_empty() && queued.may_interrupt() {
+            // A background flush that requests interrupted is undone: in WAL mode that only
+            // drops pages from the cache, and its entries stay in the log for the next flush.
+            // Committing it would make the requests wait for the writes of its pages.
+            let _ = exec(conn, "ROLLBACK");
+            queued.interrupted();
+            return commit_batch(conn, waiting, give_back, None, 0, &NoQueue);
+        }
+        batch.extend(waiting);
     }
     let done = |commit: &Result<(), StoreError>| {
         if let (Ok(()), Some(log)) = (commit, log) {
@@ -267,10 +288,35 @@ mod tests {
         }
     }
 
-    /// A queue that holds one request and counts how often it was asked whether one waits.
+    /// A queue that holds one request, counts how often it was asked whether one waits, and
+    /// notes whether a flush gave way to it.
     struct OneRequest {
         job: Mutex<Option<Job>>,
         asked: AtomicUsize,
+        interrupted: AtomicUsize,
+        may_interrupt: bool,
+    }
+
+    impl OneRequest {
+        /// A queue holding a request that creates workflow `id`, and where its answer goes.
+        fn create(
+            id: &'static str,
+            may_interrupt: bool,
+        ) -> (Self, oneshot::Receiver<Result<(), StoreError>>) {
+            let (tx, rx) = oneshot::channel();
+            let request = Request {
+                f: move |c: &Connection| writes::create(c, &new(id), None).map(|_| ()),
+                tx,
+                flush: false,
+            };
+            let queue = OneRequest {
+                job: Mutex::new(Some(Box::new(request))),
+                asked: AtomicUsize::new(0),
+                interrupted: AtomicUsize::new(0),
+                may_interrupt,
+            };
+            (queue, rx)
+        }
     }
 
     impl Queued for OneRequest {
@@ -282,10 +328,18 @@ mod tests {
         fn take(&self) -> Vec<Job> {
             self.job.lock().unwrap().take().into_iter().collect()
         }
+
+        fn may_interrupt(&self) -> bool {
+            self.may_interrupt
+        }
+
+        fn interrupted(&self) {
+            self.interrupted.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     #[test]
-    fn a_request_that_waits_joins_the_background_flush_after_a_few_entries() {
+    fn a_request_that_waits_interrupts_the_background_flush_and_commits_alone() {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "steadfast-batch-{}-{}",
@@ -307,25 +361,33 @@ mod tests {
             ));
         }
 
-        let (tx, mut rx) = oneshot::channel();
-        let request = Request {
-            f: |c: &Connection| writes::create(c, &new("other"), None).map(|_| ()),
-            tx,
-            flush: false,
-        };
-        let queue = OneRequest {
-            job: Mutex::new(Some(Box::new(request))),
-            asked: AtomicUsize::new(0),
-        };
+        let (queue, mut rx) = OneRequest::create("other", true);
         assert!(commit_batch(&conn, Vec::new(), false, Some(&log), 256, &queue).is_none());
 
-        // The flush stopped at its first look at the queue and took the request along.
+        // The flush stopped at its first look at the queue and was undone; the request
+        // committed alone, and every entry still waits in the log.
         assert_eq!(queue.asked.load(Ordering::Relaxed), 1);
+        assert_eq!(queue.interrupted.load(Ordering::Relaxed), 1);
         rx.try_recv().unwrap().unwrap();
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
-        assert_eq!(count("SELECT count(*) FROM journal"), 4);
+        assert_eq!(count("SELECT count(*) FROM journal"), 0);
         assert_eq!(
             count("SELECT count(*) FROM workflows WHERE id = 'other'"),
+            1
+        );
+        assert_eq!(log.pending(), 40);
+        assert!(conn.is_autocommit(), "committed");
+
+        // A queue that allows no more interruptions (so that a stream of requests cannot
+        // starve the flush) has its request join the flush after a few entries.
+        let (queue, mut rx) = OneRequest::create("third", false);
+        assert!(commit_batch(&conn, Vec::new(), false, Some(&log), 256, &queue).is_none());
+        assert_eq!(queue.asked.load(Ordering::Relaxed), 1);
+        assert_eq!(queue.interrupted.load(Ordering::Relaxed), 0);
+        rx.try_recv().unwrap().unwrap();
+        assert_eq!(count("SELECT count(*) FROM journal"), 4);
+        assert_eq!(
+            count("SELECT count(*) FROM workflows WHERE id = 'third'"),
             1
         );
         assert_eq!(log.pending(), 36);

@@ -8,11 +8,12 @@
 //!
 //! - **Segment.** Each store writes to a segment file of its own, `{db}-steplog/{pid}-….log`,
 //!   created on the first entry and locked (`flock`) while the store is open. A record is a
-//!   12-byte header (length, epoch, CRC-32) and the entry as JSON. The segment is reused from
-//!   its start each time everything in it has reached the tables; the epoch tells the records
-//!   written since from older ones further on. A segment that fills up while some of its
-//!   entries still wait is retired: the store goes on in a new segment, and deletes the old one
-//!   once its last entry is in the tables. File names sort in the order the segments were made.
+//!   12-byte header (length, epoch, CRC-32) and the entry (see `record.rs`). The segment is
+//!   reused from its start each time everything in it has reached the tables; the epoch tells
+//!   the records written since from older ones further on. A segment that fills up while some
+//!   of its entries still wait is retired: the store goes on in another segment, and keeps the
+//!   old one as a spare for the next once its last entry is in the tables (see `segment.rs`).
+//!   File names sort in the order of the segments' entries.
 //! - **Flush.** A write transaction that must come after the log's entries (a consumed message,
 //!   a cancellation, a claim that may take over a workflow with entries in the log, any write
 //!   of the workflow's own) moves them into the tables first. The writer thread also flushes, in
@@ -35,8 +36,6 @@
 //! [`Durability::ProcessCrashSafe`]: crate::Durability::ProcessCrashSafe
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -54,14 +53,18 @@ use crate::writes::EncodedStep;
 mod apply;
 mod record;
 mod recover;
+mod segment;
 
 use apply::apply_all;
-use record::{HEADER, encode, encode_step, seal};
+use record::{encode, encode_step, seal};
 pub(crate) use recover::{import, recover, remove};
+use segment::{Retired, Segment, Spares};
 
-/// The size of a segment. A record that does not fit in what is left goes to a new segment; one
-/// larger than a segment commits by transaction.
-const SEGMENT_BYTES: u64 = 4 << 20;
+/// The size of a segment. A record that does not fit in what is left goes to the next segment;
+/// one larger than a segment commits by transaction. Small enough that a busy store soon writes
+/// to segments whose pages are allocated already (prepared or reused, see `segment.rs`), and
+/// large enough for a model response of hundreds of kilobytes.
+const SEGMENT_BYTES: u64 = 1 << 20;
 
 /// How long after the first step waiting in the log the writer thread flushes it.
 pub(crate) const FLUSH_DELAY: Duration = Duration::from_millis(10);
@@ -158,24 +161,10 @@ struct LocalLease {
     child: bool,
 }
 
-struct Segment {
-    file: File,
-    path: PathBuf,
-    offset: u64,
-    epoch: u32,
-}
-
-/// A full segment whose entries are not all in the tables yet.
-struct Retired {
-    segment: Segment,
-    /// The place of its last entry.
-    last: u64,
-}
-
 #[derive(Default)]
 struct State {
     segment: Option<Segment>,
-    /// Full segments, oldest first, deleted once their entries are in the tables.
+    /// Full segments, oldest first, spares once their entries are in the tables.
     retired: VecDeque<Retired>,
     /// Entries logged so far.
     logged: u64,
@@ -188,6 +177,8 @@ struct State {
 pub(crate) struct StepLog {
     dir: PathBuf,
     state: Mutex<State>,
+    /// Segments ready for reuse.
+    spares: Arc<Spares>,
     /// Flushes committed so far.
     flushes: AtomicU64,
 }
@@ -213,6 +204,7 @@ impl StepLog {
         StepLog {
             dir: dir_of(db),
             state: Mutex::new(State::default()),
+            spares: Arc::default(),
             flushes: AtomicU64::new(0),
         }
     }
@@ -280,11 +272,11 @@ impl StepLog {
         let full = st
             .segment
             .as_ref()
-            .is_some_and(|seg| seg.offset + record.len() as u64 > SEGMENT_BYTES);
+            .is_some_and(|seg| !seg.fits(record.len()));
         if st.segment.is_none() || full {
             // A full segment still has entries waiting (else it would have started over): it
-            // is deleted once they are in the tables.
-            match self.create_segment() {
+            // becomes a spare once they are in the tables.
+            match self.spares.next(&self.dir) {
                 Ok(next) => {
                     if let Some(segment) = st.segment.replace(next) {
                         st.retired.push_back(Retired {
@@ -304,40 +296,7 @@ impl StepLog {
         };
         record[4..8].copy_from_slice(&seg.epoch.to_le_bytes());
         seal(&mut record);
-        if let Err(e) = seg.file.write_all_at(&record, seg.offset) {
-            tracing::warn!(error = %e, "cannot write the step log; the step commits by transaction");
-            return false;
-        }
-        seg.offset += record.len() as u64;
-        true
-    }
-
-    fn create_segment(&self) -> Result<Segment, StoreError> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        std::fs::create_dir_all(&self.dir).map_err(|e| io("create", &self.dir, e))?;
-        // Zero-padded, so that a process's segments sort in the order they were made.
-        let path = self.dir.join(format!(
-            "{}-{:013}-{:06}.log",
-            std::process::id(),
-            now_millis(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| io("create", &path, e))?;
-        file.try_lock()
-            .map_err(|e| StoreError::Backend(format!("cannot lock `{}`: {e}", path.display())))?;
-        file.set_len(SEGMENT_BYTES)
-            .map_err(|e| io("size", &path, e))?;
-        Ok(Segment {
-            file,
-            path,
-            offset: 0,
-            epoch: 1,
-        })
+        seg.append(&record)
     }
 
     /// Whether steps wait in the log.
@@ -402,24 +361,18 @@ impl StepLog {
                 last = Some(id);
             }
         }
-        // Retired segments whose last entry is in the tables go.
+        // Retired segments whose last entry is in the tables become spares.
         let waiting = st.pending.front().map_or(u64::MAX, |p| p.lsn);
         while st.retired.front().is_some_and(|r| r.last < waiting) {
             if let Some(r) = st.retired.pop_front() {
-                remove_segment(&r.segment.path);
+                self.spares.keep(r.segment);
             }
         }
         if st.pending.is_empty()
             && let Some(seg) = st.segment.as_mut()
         {
             // Everything is in the database: start the segment over.
-            seg.epoch = seg.epoch.wrapping_add(1).max(1);
-            seg.offset = 0;
-            if let Err(e) = seg.file.write_all_at(&[0; HEADER], 0) {
-                tracing::warn!(error = %e, "cannot reset the step log");
-                // Go on in a new segment; importing this one again changes nothing.
-                seg.offset = SEGMENT_BYTES;
-            }
+            seg.start_over();
         }
         // The flushed entries are freed after the lock is released: steps being logged
         // meanwhile need not wait for that.
@@ -528,8 +481,9 @@ impl StepLog {
         }
     }
 
-    /// Stop: delete the segment if everything in it reached the journal.
+    /// Stop: delete the spares, and the segments if everything in them reached the journal.
     pub(crate) fn close(&self) {
+        self.spares.close();
         let mut st = lock(&self.state);
         if st.pending.is_empty() {
             let retired = std::mem::take(&mut st.retired);
@@ -538,19 +492,12 @@ impl StepLog {
                 .map(|r| r.segment)
                 .chain(st.segment.take())
             {
-                remove_segment(&seg.path);
+                segment::remove(&seg.path);
             }
             // The folder too, once no process has a segment in it. (One that creates its
             // first segment at this instant fails to, and commits that step by transaction.)
             let _ = std::fs::remove_dir(&self.dir);
         }
-    }
-}
-
-/// Delete a segment of this store's whose entries are all in the tables.
-fn remove_segment(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path) {
-        tracing::warn!(path = %path.display(), error = %e, "cannot delete a step log segment");
     }
 }
 

@@ -19,7 +19,7 @@
 //! [`Durability::PowerLossSafe`]: crate::Durability::PowerLossSafe
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,11 @@ use crate::steplog::{ALL, FLUSH_DELAY, StepLog};
 /// chunks write each B-tree page fewer times: 64 measured about 85 WAL frames per 151-step
 /// game, 256 about 55.
 const FLUSH_CHUNK: usize = 256;
+
+/// A background flush that requests interrupt is rolled back so that they need not wait for
+/// its pages to be written; after this many in a row, requests join the next flush instead, so
+/// that a steady stream of them cannot keep the step log from the tables.
+const MAX_INTERRUPTIONS: u32 = 2;
 
 /// At most this many requests share one transaction.
 const MAX_BATCH: usize = 512;
@@ -101,6 +106,10 @@ pub(crate) struct Writer {
     pub(crate) counters: Counters,
     /// The step log, which every transaction flushes first.
     pub(crate) log: Option<Arc<StepLog>>,
+    /// Requests interrupted the writer thread's last flush.
+    interrupted: AtomicBool,
+    /// Flushes interrupted in a row.
+    interruptions: AtomicU32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -142,6 +151,8 @@ impl Writer {
             busy_timeout,
             counters: Counters::default(),
             log,
+            interrupted: AtomicBool::new(false),
+            interruptions: AtomicU32::new(0),
         })
     }
 
@@ -274,9 +285,16 @@ impl Writer {
             let flushes = self.log.as_ref().map_or(0, |l| l.flushes());
             let _ = commit_batch(&conn.conn, batch, false, self.log.as_deref(), chunk, self);
             self.checkpoints.committed_on_thread();
+            let interrupted = self.interrupted.swap(false, Ordering::Relaxed);
+            if self.log.as_ref().is_some_and(|l| l.flushes() != flushes) {
+                self.interruptions.store(0, Ordering::Relaxed);
+            }
             if let Some(log) = self.log.as_ref().filter(|l| flush && l.has_pending()) {
                 drop(conn);
-                if log.flushes() != flushes {
+                if interrupted {
+                    // Requests interrupted the flush: it starts over once they are committed.
+                    self.flush_within(Duration::ZERO);
+                } else if log.flushes() != flushes {
                     // A chunk or more waits: the next one at once (requests queued meanwhile
                     // go first). Fewer wait as long as the first flush would have: flushing
                     // them at once, while steps keep coming, would commit a few per
@@ -325,6 +343,15 @@ impl Queued for Writer {
             .requests
             .fetch_add(n as u64, Ordering::Relaxed);
         q.jobs.drain(..n).collect()
+    }
+
+    fn may_interrupt(&self) -> bool {
+        self.interruptions.load(Ordering::Relaxed) < MAX_INTERRUPTIONS
+    }
+
+    fn interrupted(&self) {
+        self.interrupted.store(true, Ordering::Relaxed);
+        self.interruptions.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -229,10 +229,10 @@ async fn logged_steps_reach_the_table_soon_and_the_log_goes_with_the_store() {
         ),
         "{again:?}"
     );
-    assert_eq!(
-        segments(&db).len(),
-        1,
-        "one log file while the store is open"
+    let files = segments(&db).len();
+    assert!(
+        (1..=3).contains(&files),
+        "{files} log files while the store is open: the segment and at most two spares"
     );
 
     // Another store on the file reads the table alone.
@@ -300,9 +300,9 @@ async fn a_workflow_started_claimed_logs_its_steps() {
 
 /// A segment that fills up while its entries cannot reach the tables (another connection holds
 /// the write lock) is retired, not a reason to fall back to transactions; once the entries are
-/// in the tables, the retired segments are deleted.
+/// in the tables, two retired segments are kept as spares and the others deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_segment_is_retired_and_deleted_once_flushed() {
+async fn a_full_segment_is_retired_and_kept_or_deleted_once_flushed() {
     let db = TempDb::new("rotate");
     let store = claimed_with(
         &db,
@@ -315,7 +315,7 @@ async fn a_full_segment_is_retired_and_deleted_once_flushed() {
     let blocker = rusqlite::Connection::open(db.path()).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
     let before = store.stats();
-    // 70 records of about 200 KB: over three 4 MiB segments.
+    // 70 records of about 200 KB: fourteen 1 MiB segments.
     let big = "x".repeat(200 * 1024);
     for i in 0..70 {
         let s = StepRecord {
@@ -335,10 +335,9 @@ async fn a_full_segment_is_retired_and_deleted_once_flushed() {
     blocker.execute_batch("ROLLBACK").unwrap();
     drop(blocker);
     store.flush().await.unwrap();
-    assert_eq!(
-        segments(&db).len(),
-        1,
-        "retired segments left: {:?}",
+    assert!(
+        segments(&db).len() <= 3,
+        "retired segments left besides the segment and two spares: {:?}",
         segments(&db)
     );
     let other = db.open_with(SqliteOptions {
