@@ -5,9 +5,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::ctx::error_text;
+use crate::ends::{End, LocalEnds};
 use crate::error::WorkflowError;
 use crate::store::{
     AttemptRecord, Created, ListFilter, NewWorkflow, StepRecord, Store, WorkflowRecord,
@@ -24,6 +26,8 @@ pub struct Engine {
     changed: Arc<Notify>,
     /// The workers started from this engine (or its clones) in this process.
     local: Arc<Mutex<Vec<Weak<WorkerShared>>>>,
+    /// The ends of their runs that handles wait for.
+    ends: LocalEnds,
 }
 
 impl std::fmt::Debug for Engine {
@@ -56,6 +60,7 @@ impl Engine {
             wake: Arc::new(Notify::new()),
             changed: Arc::new(Notify::new()),
             local: Arc::default(),
+            ends: LocalEnds::default(),
         }
     }
 
@@ -70,6 +75,18 @@ impl Engine {
 
     pub(crate) fn notify_changed(&self) {
         self.changed.notify_waiters();
+    }
+
+    /// Whether a handle of this process waits for workflow `id` to end.
+    pub(crate) fn awaited(&self, id: &str) -> bool {
+        self.ends.awaited(id)
+    }
+
+    /// A local run of workflow `id` ended for good, as the store has recorded: the handles of
+    /// this process that wait for it get `end` without reading the store. Call before
+    /// [`Engine::notify_changed`].
+    pub(crate) fn ended(&self, id: &str, end: End) {
+        self.ends.ended(id, end);
     }
 
     /// Make `worker` one of this engine's local workers.
@@ -199,11 +216,16 @@ impl Engine {
         })
     }
 
-    async fn wait_terminal(&self, id: &str) -> Result<WorkflowRecord, WorkflowError> {
+    /// Wait for workflow `id` to end: its status and output.
+    async fn wait_end(&self, id: &str) -> Result<(WorkflowStatus, Option<Value>), WorkflowError> {
+        let waiting = self.ends.wait(id);
         loop {
             let changed = self.changed.notified();
-            // A run in a worker of this process notifies when it ends (or suspends); until
-            // then the store could only say that it runs.
+            // A run in a worker of this process hands its end over, and notifies when it ends
+            // (or suspends); until then the store could only say that it runs.
+            if let Some((status, output)) = waiting.take() {
+                return Ok((status, Some(output)));
+            }
             if !self.runs_locally(id) {
                 let rec = self
                     .store
@@ -211,7 +233,7 @@ impl Engine {
                     .await?
                     .ok_or_else(|| WorkflowError::Config(format!("no workflow `{id}`")))?;
                 if rec.status.is_terminal() {
-                    return Ok(rec);
+                    return Ok((rec.status, rec.output));
                 }
             }
             // Woken at once by a local worker; polled for workers in other processes.
@@ -253,17 +275,19 @@ impl<W: Workflow> WorkflowHandle<W> {
             .map(|r| r.status))
     }
 
-    /// Wait for the workflow to finish and return its output. Some worker must be running it.
+    /// Wait for the workflow to finish and return its output. Some worker must be running it:
+    /// a worker of this process hands the output over when the run ends (the store has it by
+    /// then); a workflow that runs elsewhere is read from the store, which is polled.
     pub async fn result(&self) -> Result<W::Output, WorkflowError> {
-        let rec = self.engine.wait_terminal(&self.id).await?;
-        match rec.status {
+        let (status, output) = self.engine.wait_end(&self.id).await?;
+        match status {
             WorkflowStatus::Completed => Ok(serde_json::from_value(
-                rec.output.unwrap_or(serde_json::Value::Null),
+                output.unwrap_or(serde_json::Value::Null),
             )?),
             WorkflowStatus::Cancelled => Err(WorkflowError::Cancelled(self.id.clone())),
             _ => Err(WorkflowError::Remote {
                 id: self.id.clone(),
-                message: error_text(rec.output.as_ref()),
+                message: error_text(output.as_ref()),
             }),
         }
     }

@@ -22,6 +22,7 @@
 mod agents;
 mod ctx;
 mod deps;
+mod ends;
 mod engine;
 mod error;
 mod events;

@@ -710,7 +710,22 @@ async fn execute_run(
             }
         }
     };
-    if let Err(e) = store.finish(&run.id, &w.id, outcome).await {
-        tracing::warn!(workflow = %run.id, error = %e, "cannot record the end of the run");
+    // The end goes to the handles of this process that wait for it, if any, before the run's
+    // task notifies them.
+    let end = match &outcome {
+        Outcome::Finished { status, output } if w.engine.awaited(&run.id) => {
+            Some((*status, output.clone()))
+        }
+        _ => None,
+    };
+    match store.finish(&run.id, &w.id, outcome).await {
+        Ok(()) => {
+            if let Some(end) = end {
+                w.engine.ended(&run.id, end);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(workflow = %run.id, error = %e, "cannot record the end of the run");
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::Serialize;
 use steadfast_durable::{Json, StepKind};
 
-use super::{Entry, SEGMENT_BYTES};
+use super::Entry;
 use crate::writes::EncodedStep;
 
 /// The size of a record's header.
@@ -177,6 +177,10 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b)
 }
 
+/// The largest record a segment may hold: less than the largest segment any build wrote (4 MiB;
+/// segments are smaller now), so that a segment left by an earlier build reads whole.
+const READ_LIMIT: u64 = 4 << 20;
+
 /// The entries of a segment, read from its start: its records up to the first that is empty,
 /// torn, or of another epoch than the first. It reads record by record, so the empty space past
 /// the last record costs nothing.
@@ -191,7 +195,7 @@ pub(super) fn decode_segment(mut segment: impl Read, path: &Path) -> Vec<Entry> 
         }
         let len = u32_at(&header, 0) as usize;
         let e = u32_at(&header, 4);
-        if len == 0 || len as u64 >= SEGMENT_BYTES || epoch.is_some_and(|first| first != e) {
+        if len == 0 || len as u64 >= READ_LIMIT || epoch.is_some_and(|first| first != e) {
             break;
         }
         payload.resize(len, 0);
@@ -269,6 +273,22 @@ mod tests {
     /// A record holding `payload` as it is.
     fn raw_record(payload: &str, epoch: u32) -> Vec<u8> {
         raw_bytes_record(payload.as_bytes(), epoch)
+    }
+
+    /// Segments were 4 MiB before; one left by such a build may hold a record larger than a
+    /// segment is now, and reads whole.
+    #[test]
+    fn a_record_larger_than_a_segment_of_this_build_reads_back() {
+        let Entry::Step(mut big) = step("1") else {
+            unreachable!()
+        };
+        big.output = Json::encode(&"x".repeat(2 << 20)).unwrap();
+        let entries = [step("0"), Entry::Step(big), step("2")];
+        let segment: Vec<u8> = entries.iter().flat_map(|e| record(e, 7)).collect();
+        assert!(segment.len() as u64 > super::super::SEGMENT_BYTES);
+        let back = decode_segment(&segment[..], Path::new("test.log"));
+        assert_eq!(back.len(), 3);
+        assert!(matches!(&back[1], Entry::Step(s) if s.output.get().len() == (2 << 20) + 2));
     }
 
     #[test]
