@@ -2,36 +2,69 @@
 //! the worker, without reading the store back; a handle on a workflow that ended before it
 //! waited reads the store. Counted through the timing wrapper, on a SQLite file and in memory.
 
-use steadfast_bench::game::{self, GameWorkflow};
+use std::sync::Arc;
+use std::time::Duration;
+
 use steadfast_bench::stats::open_sqlite;
 use steadfast_bench::timed_store::TimedStore;
-use steadfast_durable::{Engine, MemoryStore, Store};
+use steadfast_durable::{
+    Engine, MemoryStore, StepError, Store, Workflow, WorkflowCtx, WorkflowError,
+};
 use steadfast_sqlite::Durability;
+use tokio::sync::Semaphore;
 
-const K: u32 = 3;
+/// Waits in a step until its gate (a worker dependency) lets it through.
+struct Gated;
 
-async fn games_read_nothing_back(store: impl Store) -> anyhow::Result<()> {
+impl Workflow for Gated {
+    const NAME: &'static str = "gated";
+    type Input = ();
+    type Output = String;
+    async fn run(&self, ctx: &WorkflowCtx, _: ()) -> Result<String, WorkflowError> {
+        let gate = ctx.deps::<Semaphore>()?;
+        ctx.step("pass", &(), move |_| {
+            let gate = gate.clone();
+            async move {
+                // One permit per run.
+                if let Ok(permit) = gate.acquire().await {
+                    permit.forget();
+                }
+                Ok::<_, StepError>("passed".to_string())
+            }
+        })
+        .await
+    }
+}
+
+async fn results_are_handed_over(store: impl Store) -> anyhow::Result<()> {
     let timed = TimedStore::new(store);
     let probe = timed.probe();
     let engine = Engine::new(timed);
+    let gate = Arc::new(Semaphore::new(0));
     let worker = engine
         .worker()
-        .workflow(GameWorkflow {
-            questioner: game::scripted_game(K)?,
-        })
+        .deps::<Semaphore>(gate.clone())
+        .workflow(Gated)
         .start();
     for g in 0..5 {
-        let h = engine.start::<GameWorkflow>(&format!("g-{g}"), ()).await?;
-        h.result().await?.check(K)?;
+        let h = engine.start::<Gated>(&format!("g-{g}"), ()).await?;
+        let mut result = Box::pin(h.result());
+        // Polled: the handle waits while the run waits at its gate.
+        let waited = tokio::time::timeout(Duration::from_millis(5), &mut result).await;
+        assert!(
+            waited.is_err(),
+            "the run cannot end before its gate opens: {waited:?}"
+        );
+        gate.add_permits(1);
+        assert_eq!(result.await?, "passed");
     }
     assert_eq!(
         probe.get("get_workflow").calls,
         0,
         "the worker handed each result over"
     );
-    // The same id again: the workflow ended long ago, so its handle reads the store.
-    let again = engine.start::<GameWorkflow>("g-0", ()).await?;
-    again.result().await?.check(K)?;
+    // A handle on a workflow that ended before it waited reads the store.
+    assert_eq!(engine.handle::<Gated>("g-0").result().await?, "passed");
     assert_eq!(probe.get("get_workflow").calls, 1);
     worker.shutdown().await;
     Ok(())
@@ -39,12 +72,12 @@ async fn games_read_nothing_back(store: impl Store) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_runs_result_reaches_its_handle_without_a_store_read() -> anyhow::Result<()> {
-    games_read_nothing_back(MemoryStore::new()).await?;
+    results_are_handed_over(MemoryStore::new()).await?;
 
     let dir = std::env::temp_dir().join(format!("steadfast-handles-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let store = open_sqlite(dir.join("h.db"), Durability::ProcessCrashSafe).await?;
-    let result = games_read_nothing_back(store).await;
+    let result = results_are_handed_over(store).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }

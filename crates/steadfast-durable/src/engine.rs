@@ -227,6 +227,10 @@ impl Engine {
                 return Ok((status, Some(output)));
             }
             if !self.runs_locally(id) {
+                // A local run hands its end over before it leaves its worker's list.
+                if let Some((status, output)) = waiting.take() {
+                    return Ok((status, Some(output)));
+                }
                 let rec = self
                     .store
                     .get_workflow(id)

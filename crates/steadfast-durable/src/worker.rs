@@ -24,6 +24,7 @@ use tracing::{Instrument, Span};
 
 use crate::ctx::{RunShared, WorkflowCtx, usage_of};
 use crate::deps::Deps;
+use crate::ends::End;
 use crate::engine::Engine;
 use crate::error::WorkflowError;
 use crate::events::{Observer, StepEvent};
@@ -525,9 +526,15 @@ fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) -> Option<String> {
         tokio::spawn(async move {
             let id = run.id.clone();
             let this = run.clone();
-            execute_run(&w, run, wf, input, report)
+            let end = execute_run(&w, run, wf, input, report)
                 .instrument(span)
                 .await;
+            // The end is there for the handles waiting for it before the run leaves the list
+            // (a handle that finds the run gone finds its end), and the slot is free before
+            // they are woken (so that a workflow they start next can have it).
+            if let Some(end) = end {
+                w.engine.ended(&id, end);
+            }
             {
                 // Unless a renewal found the lease lost and let the slot go already.
                 let mut r = w.running();
@@ -618,13 +625,15 @@ fn panicked(payload: &(dyn std::any::Any + Send)) -> String {
     format!("the workflow's code panicked: {message}")
 }
 
+/// Run a workflow until it ends or suspends, and record that. Returns its end if it ended for
+/// good and a handle of this process waits for it.
 async fn execute_run(
     w: &Arc<WorkerShared>,
     run: Arc<RunShared>,
     wf: Arc<dyn ErasedWorkflow>,
     input: Value,
     mut report: RunSpan,
-) {
+) -> Option<End> {
     let store = run.store.clone();
     match store.load_journal(&run.id).await {
         Ok(steps) => {
@@ -636,7 +645,7 @@ async fn execute_run(
         Err(e) => {
             tracing::warn!(workflow = %run.id, error = %e, "cannot load the journal; leaving it for a retry");
             report.finish("interrupted", Some(&e.to_string()));
-            return;
+            return None;
         }
     }
     let ctx = WorkflowCtx::root(run.clone());
@@ -699,7 +708,7 @@ async fn execute_run(
             // Not the workflow's fault: leave it to be picked up again when the lease expires.
             tracing::warn!(workflow = %run.id, error = %e, "run interrupted");
             report.finish("interrupted", Some(&e.to_string()));
-            return;
+            return None;
         }
         Some(Err(e)) => {
             tracing::error!(workflow = %run.id, error = %e, "workflow failed");
@@ -710,8 +719,7 @@ async fn execute_run(
             }
         }
     };
-    // The end goes to the handles of this process that wait for it, if any, before the run's
-    // task notifies them.
+    // The end, for the handles of this process that wait for it (if any).
     let end = match &outcome {
         Outcome::Finished { status, output } if w.engine.awaited(&run.id) => {
             Some((*status, output.clone()))
@@ -719,13 +727,10 @@ async fn execute_run(
         _ => None,
     };
     match store.finish(&run.id, &w.id, outcome).await {
-        Ok(()) => {
-            if let Some(end) = end {
-                w.engine.ended(&run.id, end);
-            }
-        }
+        Ok(()) => end,
         Err(e) => {
             tracing::warn!(workflow = %run.id, error = %e, "cannot record the end of the run");
+            None
         }
     }
 }
