@@ -19,7 +19,7 @@
 //! [`Durability::PowerLossSafe`]: crate::Durability::PowerLossSafe
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -106,8 +106,6 @@ pub(crate) struct Writer {
     pub(crate) counters: Counters,
     /// The step log, which every transaction flushes first.
     pub(crate) log: Option<Arc<StepLog>>,
-    /// Requests interrupted the writer thread's last flush.
-    interrupted: AtomicBool,
     /// Flushes interrupted in a row.
     interruptions: AtomicU32,
 }
@@ -151,7 +149,6 @@ impl Writer {
             busy_timeout,
             counters: Counters::default(),
             log,
-            interrupted: AtomicBool::new(false),
             interruptions: AtomicU32::new(0),
         })
     }
@@ -283,9 +280,10 @@ impl Writer {
             // Waiting for the lock, the batch cannot come back.
             let chunk = if flush { FLUSH_CHUNK } else { 0 };
             let flushes = self.log.as_ref().map_or(0, |l| l.flushes());
+            let interruptions = self.interruptions.load(Ordering::Relaxed);
             let _ = commit_batch(&conn.conn, batch, false, self.log.as_deref(), chunk, self);
             self.checkpoints.committed_on_thread();
-            let interrupted = self.interrupted.swap(false, Ordering::Relaxed);
+            let interrupted = self.interruptions.load(Ordering::Relaxed) > interruptions;
             if self.log.as_ref().is_some_and(|l| l.flushes() != flushes) {
                 self.interruptions.store(0, Ordering::Relaxed);
             }
@@ -350,7 +348,6 @@ impl Queued for Writer {
     }
 
     fn interrupted(&self) {
-        self.interrupted.store(true, Ordering::Relaxed);
         self.interruptions.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -126,9 +126,7 @@ pub(super) struct Spares(Mutex<SpareState>);
 #[derive(Default)]
 struct SpareState {
     ready: Vec<Segment>,
-    /// Whether a thread is preparing one.
-    preparing: bool,
-    /// The last thread that prepared one.
+    /// The last thread that prepared one (or prepares it still).
     thread: Option<std::thread::JoinHandle<()>>,
     /// The log closed: spares are deleted, not kept.
     closed: bool,
@@ -158,10 +156,11 @@ impl Spares {
         let (spare, prepare) = {
             let mut st = self.state();
             let spare = st.ready.pop();
-            let prepare = st.ready.is_empty() && !st.preparing && !st.closed;
-            st.preparing |= prepare;
+            let idle = st.thread.as_ref().is_none_or(|t| t.is_finished());
+            let prepare = st.ready.is_empty() && idle && !st.closed;
             (spare, prepare)
         };
+        // The caller holds the log's lock: no other `next` starts a thread meanwhile.
         if prepare {
             self.prepare(dir);
         }
@@ -191,7 +190,6 @@ impl Spares {
             .spawn(move || {
                 let segment = Segment::create(&dir).and_then(|s| s.zeroed());
                 let mut st = spares.state();
-                st.preparing = false;
                 match segment {
                     Ok(s) if !st.closed && st.ready.len() < SPARES => st.ready.push(s),
                     Ok(s) => {
@@ -203,10 +201,8 @@ impl Spares {
                     }
                 }
             });
-        let mut st = self.state();
-        match spawned {
-            Ok(thread) => st.thread = Some(thread),
-            Err(_) => st.preparing = false,
+        if let Ok(thread) = spawned {
+            self.state().thread = Some(thread);
         }
     }
 
