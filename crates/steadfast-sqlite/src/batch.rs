@@ -261,7 +261,7 @@ mod tests {
 
     use super::*;
     use crate::SqliteOptions;
-    use crate::writes::{self, EncodedStep};
+    use crate::writes;
 
     fn new(id: &str) -> NewWorkflow {
         NewWorkflow {
@@ -338,8 +338,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_request_that_waits_interrupts_the_background_flush_and_commits_alone() {
+    /// A database in a folder of its own, with workflow `wf` running under owner `w` and
+    /// `steps` of its steps in the step log.
+    fn logged_steps(steps: usize) -> (std::path::PathBuf, Connection, StepLog) {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "steadfast-batch-{}-{}",
@@ -353,13 +354,52 @@ mod tests {
             writes::create(&conn, &new("wf"), Some(("w", Duration::from_secs(60)))).unwrap();
         let log = StepLog::new(&db);
         log.claimed("w", i64::MAX, &[claim.unwrap()], vec![HashSet::new()]);
-        for i in 0..40 {
-            let step = EncodedStep::new("wf", "w", step(i)).unwrap();
+        for i in 0..steps {
             assert!(matches!(
-                log.append(step).unwrap(),
+                log.append("wf", "w", step(i)).unwrap(),
                 crate::steplog::Logged::Done(_)
             ));
         }
+        (dir, conn, log)
+    }
+
+    /// A flush reads the entries back from the segment: a record damaged there fails it with
+    /// a clear error, and nothing of the chunk reaches the journal.
+    #[test]
+    fn a_record_damaged_in_the_segment_fails_the_flush_with_a_clear_error() {
+        let (dir, conn, log) = logged_steps(3);
+        let segment = std::fs::read_dir(crate::steplog::dir_of(&dir.join("t.db")))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "log"))
+            .unwrap();
+        let mut bytes = std::fs::read(&segment).unwrap();
+        // A byte of the second record's payload (each record is well over 40 bytes).
+        let second = 12 + u32::from_le_bytes(bytes[0..4].try_into().unwrap()) as usize;
+        bytes[second + 30] ^= 0xff;
+        std::fs::write(&segment, &bytes).unwrap();
+
+        exec(&conn, "BEGIN IMMEDIATE").unwrap();
+        let r = log.flush_into(&conn, ALL, &|| false);
+        exec(&conn, "ROLLBACK").unwrap();
+        match r {
+            Err(StoreError::Corrupt(m)) => {
+                assert!(m.contains("step log") && m.contains("CRC"), "{m}");
+            }
+            other => panic!("not a corrupt log: {other:?}"),
+        }
+        let count: i64 = conn
+            .query_row("SELECT count(*) FROM journal", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 0);
+        assert_eq!(log.pending(), 3);
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_request_that_waits_interrupts_the_background_flush_and_commits_alone() {
+        let (dir, conn, log) = logged_steps(40);
 
         let (queue, mut rx) = OneRequest::create("other", true);
         assert!(commit_batch(&conn, Vec::new(), false, Some(&log), 256, &queue).is_none());

@@ -378,7 +378,7 @@ impl Store for SqliteStore {
             let t = &self.inner.threads;
             // The log's view first: a step flushed meanwhile is then in both, never in neither.
             let (logged, in_table) = match self.log() {
-                Some(log) => log.journal_view(&id),
+                Some(log) => log.journal_view(&id)?,
                 None => (Vec::new(), true),
             };
             let rows = if in_table {
@@ -397,14 +397,12 @@ impl Store for SqliteStore {
         step: StepRecord,
         consume: Option<i64>,
     ) -> StoreFuture<'a, ()> {
-        // Encoded here, on the caller's side: the request then owns only text.
-        let step = writes::EncodedStep::new(id, owner, step);
         Box::pin(async move {
-            let mut step = step?;
+            let mut step = step;
             let t = &self.inner.threads;
             let log = self.log();
             if let (Some(log), None) = (log, consume) {
-                match log.append(step)? {
+                match log.append(id, owner, step)? {
                     steplog::Logged::Done(flush) => {
                         if let Some(delay) = flush {
                             t.writer.flush_within(delay);
@@ -414,6 +412,8 @@ impl Store for SqliteStore {
                     steplog::Logged::Transaction(s) => step = s,
                 }
             }
+            // Encoded here, on the caller's side: the request then owns only text.
+            let step = writes::EncodedStep::new(id, owner, step)?;
             let position = step.position.clone();
             if let Some(log) = log {
                 log.committing(id);

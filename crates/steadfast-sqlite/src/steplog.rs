@@ -17,7 +17,11 @@
 //! - **Flush.** A write transaction that must come after the log's entries (a consumed message,
 //!   a cancellation, a claim that may take over a workflow with entries in the log, any write
 //!   of the workflow's own) moves them into the tables first. The writer thread also flushes, in
-//!   chunks, a little after the first entry and at once when many wait.
+//!   chunks, a little after the first entry and at once when many wait. The store keeps no
+//!   copy of a logged step, only where its record is: a flush reads the records back from the
+//!   segment (from the page cache), so that a step's memory is freed on the thread that
+//!   logged it, not on the writer thread, whose frees into another thread's heap contend for
+//!   the allocator's locks.
 //! - **Fencing.** An entry is logged only while the store knows that its owner holds the
 //!   workflow's lease: it took the lease in `claim` (or extended it in `renew`) and the lease
 //!   has not expired. Anything else, a child's end, and a record too large for the segment
@@ -36,6 +40,9 @@
 //! [`Durability::ProcessCrashSafe`]: crate::Durability::ProcessCrashSafe
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::hash::{BuildHasher, RandomState};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,15 +55,15 @@ use steadfast_durable::{
     Claim, LeaseState, Millis, StepRecord, StoreError, WorkflowRecord, WorkflowStatus, now_millis,
 };
 
-use crate::writes::EncodedStep;
+use crate::writes::{EncodedStep, StepFields, output_of};
 
 mod apply;
 mod record;
 mod recover;
 mod segment;
 
-use apply::apply_all;
-use record::{encode, encode_step, seal};
+use apply::{Applier, apply_all};
+use record::{Written, decode_record, encode_into, encode_step_into, seal};
 pub(crate) use recover::{import, recover, remove};
 use segment::{Retired, Segment, Spares};
 
@@ -78,6 +85,9 @@ const FLUSH_AT: usize = 256;
 
 /// The flush limit that takes every waiting entry.
 pub(crate) const ALL: usize = usize::MAX;
+
+/// The record buffer is kept for the next record up to this capacity.
+const KEEP_BUFFER: usize = 64 << 10;
 
 /// What became of a step or a workflow's end offered to the log.
 pub(crate) enum Logged<T> {
@@ -119,42 +129,40 @@ pub(crate) struct FinishEntry {
 #[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
 enum EntryRef<'a> {
-    Step(&'a EncodedStep),
     Finish(&'a FinishEntry),
 }
 
-impl Entry {
-    fn id(&self) -> &str {
-        match self {
-            Entry::Step(s) => &s.id,
-            Entry::Finish(f) => &f.id,
-        }
-    }
-
-    fn owner(&self) -> &str {
-        match self {
-            Entry::Step(s) => &s.owner,
-            Entry::Finish(f) => &f.owner,
-        }
-    }
-}
-
-/// An entry waiting for the journal table.
+/// An entry waiting for the journal table. The entry itself is in its segment only: a flush
+/// reads it back from there, so that what a step allocates is freed by the thread that
+/// logged it, and logging allocates nothing per entry.
 struct Pending {
-    entry: Arc<Entry>,
     /// Its place in this store's log, counting from 1.
     lsn: u64,
+    /// Where its record is: the number of its segment (see [`State::serial`]), its offset
+    /// and its length there.
+    segment: u64,
+    offset: u64,
+    len: u32,
+    /// Its workflow and owner, shared with their lease.
+    id: Arc<str>,
+    owner: Arc<str>,
+    /// The end of a workflow, which reads of the workflow add; `None` for a step.
+    finish: Option<Arc<FinishEntry>>,
     /// The lease's expiry as the store knew it when the entry was logged.
     expires_at: Millis,
 }
 
 /// A lease this store took, as far as it knows.
 struct LocalLease {
-    owner: String,
+    /// The workflow's id, shared with the entries logged under the lease.
+    id: Arc<str>,
+    owner: Arc<str>,
     /// No later than the lease's expiry in the database.
     expires_at: Millis,
-    /// The positions in the journal and in the log.
-    positions: HashSet<String>,
+    /// The hashes of the positions in the journal and in the log ([`StepLog::position_hash`]).
+    /// A step whose position's hash is there commits by transaction, whose primary key tells
+    /// a step committed twice from two positions with one hash.
+    positions: HashSet<u64>,
     /// Whether the journal table may hold steps of the workflow (else the log has them all).
     in_table: bool,
     /// Whether the workflow is a child (its end wakes its parent: that goes by transaction).
@@ -164,6 +172,8 @@ struct LocalLease {
 #[derive(Default)]
 struct State {
     segment: Option<Segment>,
+    /// The number of `segment`: each segment that becomes the one written to gets the next.
+    serial: u64,
     /// Full segments, oldest first, spares once their entries are in the tables.
     retired: VecDeque<Retired>,
     /// Entries logged so far.
@@ -171,6 +181,28 @@ struct State {
     /// Logged entries not yet in the database, in commit order.
     pending: VecDeque<Pending>,
     leases: HashMap<String, LocalLease>,
+    /// The record being written; its allocation is kept for the next.
+    buf: Vec<u8>,
+}
+
+impl State {
+    /// The file of segment number `serial`, if it still has entries waiting.
+    fn file(&self, serial: u64) -> Option<&Arc<File>> {
+        if serial == self.serial {
+            return self.segment.as_ref().map(|s| &s.file);
+        }
+        self.retired
+            .iter()
+            .find(|r| r.serial == serial)
+            .map(|r| &r.segment.file)
+    }
+}
+
+/// Records to read back from one segment: consecutive, starting at `offset`.
+struct Run {
+    file: Arc<File>,
+    offset: u64,
+    lens: Vec<u32>,
 }
 
 /// The step log of one store.
@@ -181,6 +213,8 @@ pub(crate) struct StepLog {
     spares: Arc<Spares>,
     /// Flushes committed so far.
     flushes: AtomicU64,
+    /// Hashes positions for the leases' sets.
+    hasher: RandomState,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -192,6 +226,11 @@ pub(crate) fn dir_of(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push("-steplog");
     PathBuf::from(name)
+}
+
+/// A record of this store's own log that does not read back as it was written.
+fn unreadable(e: String) -> StoreError {
+    StoreError::Corrupt(format!("the step log cannot be read back: {e}"))
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
@@ -206,29 +245,61 @@ impl StepLog {
             state: Mutex::new(State::default()),
             spares: Arc::default(),
             flushes: AtomicU64::new(0),
+            hasher: RandomState::new(),
         }
     }
 
-    /// Log `step` if its workflow's lease is known to be held by its owner.
-    pub(crate) fn append(&self, step: EncodedStep) -> Result<Logged<EncodedStep>, StoreError> {
-        let mut st = lock(&self.state);
-        let Some(lease) = st.leases.get(&step.id) else {
-            return Ok(Logged::Transaction(step));
+    /// Log step `step` of workflow `id`, committed by `owner`, if the workflow's lease is known
+    /// to be held by its owner; else hand it back, to commit by transaction.
+    pub(crate) fn append(
+        &self,
+        id: &str,
+        owner: &str,
+        step: StepRecord,
+    ) -> Result<Logged<StepRecord>, StoreError> {
+        match self.append_step(id, owner, &step)? {
+            Some(flush) => Ok(Logged::Done(flush)),
+            None => Ok(Logged::Transaction(step)),
+        }
+    }
+
+    /// [`StepLog::append`]: `Some(when to flush)` once logged, `None` to commit by transaction.
+    fn append_step(
+        &self,
+        id: &str,
+        owner: &str,
+        step: &StepRecord,
+    ) -> Result<Option<Option<Duration>>, StoreError> {
+        let output = output_of(step)?;
+        let position = self.position_hash(&step.position);
+        let mut guard = lock(&self.state);
+        let st = &mut *guard;
+        let Some(lease) = st.leases.get(id) else {
+            return Ok(None);
         };
         let expires_at = lease.expires_at;
-        if lease.owner != step.owner || now_millis() >= expires_at {
-            return Ok(Logged::Transaction(step));
+        if *lease.owner != *owner
+            || now_millis() >= expires_at
+            || lease.positions.contains(&position)
+        {
+            return Ok(None);
         }
-        if lease.positions.contains(&step.position) {
-            return Err(step.duplicate());
+        let (wf, who) = (lease.id.clone(), lease.owner.clone());
+        if !encode_step_into(&mut st.buf, &StepFields::of(id, owner, step, &output)) {
+            return Ok(None);
         }
-        if !self.write(&mut st, &EntryRef::Step(&step)) {
-            return Ok(Logged::Transaction(step));
+        let Some(at) = self.write(st) else {
+            return Ok(None);
+        };
+        if let Some(lease) = st.leases.get_mut(id) {
+            lease.positions.insert(position);
         }
-        if let Some(lease) = st.leases.get_mut(&step.id) {
-            lease.positions.insert(step.position.clone());
-        }
-        Ok(Logged::Done(push(&mut st, Entry::Step(step), expires_at)))
+        Ok(Some(push(st, at, wf, who, None, expires_at)))
+    }
+
+    /// The hash of step position `position` in the leases' sets.
+    fn position_hash(&self, position: &str) -> u64 {
+        self.hasher.hash_one(position)
     }
 
     /// Log the end of top-level workflow `finish.id` if its lease is known to be held by its
@@ -237,42 +308,50 @@ impl StepLog {
         &self,
         finish: FinishEntry,
     ) -> Result<Logged<FinishEntry>, StoreError> {
-        let mut st = lock(&self.state);
+        let mut guard = lock(&self.state);
+        let st = &mut *guard;
         let Some(lease) = st.leases.get(&finish.id) else {
             return Ok(Logged::Transaction(finish));
         };
         let expires_at = lease.expires_at;
-        if lease.owner != finish.owner
+        if *lease.owner != *finish.owner
             || lease.child
             || now_millis() >= expires_at
             || !finish.status.is_terminal()
         {
             return Ok(Logged::Transaction(finish));
         }
-        if !self.write(&mut st, &EntryRef::Finish(&finish)) {
+        let (wf, who) = (lease.id.clone(), lease.owner.clone());
+        if !encode_into(&mut st.buf, &EntryRef::Finish(&finish)) {
             return Ok(Logged::Transaction(finish));
         }
+        let Some(at) = self.write(st) else {
+            return Ok(Logged::Transaction(finish));
+        };
         st.leases.remove(&finish.id);
-        Ok(Logged::Done(push(
-            &mut st,
-            Entry::Finish(finish),
-            expires_at,
-        )))
+        let flush = push(st, at, wf, who, Some(Arc::new(finish)), expires_at);
+        Ok(Logged::Done(flush))
     }
 
-    /// Write `entry` at the end of the segment; whether it is there.
-    fn write(&self, st: &mut State, entry: &EntryRef<'_>) -> bool {
-        let Some(mut record) = match entry {
-            EntryRef::Step(step) => encode_step(step, 0),
-            EntryRef::Finish(_) => encode(entry, 0, 256),
+    /// Write the record in `st.buf` at the end of the segment; where it went (segment,
+    /// offset, length), if it is there.
+    fn write(&self, st: &mut State) -> Option<(u64, u64, u32)> {
+        let at = self.write_record(st);
+        if st.buf.capacity() > KEEP_BUFFER {
+            st.buf = Vec::new();
         }
-        .filter(|r| (r.len() as u64) < SEGMENT_BYTES) else {
-            return false;
-        };
+        at
+    }
+
+    fn write_record(&self, st: &mut State) -> Option<(u64, u64, u32)> {
+        let len = u32::try_from(st.buf.len()).ok()?;
+        if u64::from(len) >= SEGMENT_BYTES {
+            return None;
+        }
         let full = st
             .segment
             .as_ref()
-            .is_some_and(|seg| !seg.fits(record.len()));
+            .is_some_and(|seg| !seg.fits(st.buf.len()));
         if st.segment.is_none() || full {
             // A full segment still has entries waiting (else it would have started over): it
             // becomes a spare once they are in the tables.
@@ -281,22 +360,23 @@ impl StepLog {
                     if let Some(segment) = st.segment.replace(next) {
                         st.retired.push_back(Retired {
                             segment,
+                            serial: st.serial,
                             last: st.logged,
                         });
                     }
+                    st.serial += 1;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "the step log is unavailable; steps commit by transaction");
-                    return false;
+                    return None;
                 }
             }
         }
-        let Some(seg) = st.segment.as_mut() else {
-            return false;
-        };
-        record[4..8].copy_from_slice(&seg.epoch.to_le_bytes());
-        seal(&mut record);
-        seg.append(&record)
+        let seg = st.segment.as_mut()?;
+        st.buf[4..8].copy_from_slice(&seg.epoch.to_le_bytes());
+        seal(&mut st.buf);
+        let offset = seg.offset;
+        seg.append(&st.buf).then_some((st.serial, offset, len))
     }
 
     /// Whether steps wait in the log.
@@ -318,22 +398,58 @@ impl StepLog {
         limit: usize,
         give_way: &dyn Fn() -> bool,
     ) -> Result<usize, StoreError> {
-        let entries: Vec<Arc<Entry>> = lock(&self.state)
-            .pending
-            .iter()
-            .take(limit)
-            .map(|p| p.entry.clone())
-            .collect();
+        let mut applier = Applier::new(conn)?;
+        let mut bytes = Vec::new();
         let mut taken = 0;
-        let until_asked = entries.iter().take_while(|_| {
-            if taken > 0 && taken % GIVE_WAY_EVERY == 0 && give_way() {
-                return false;
+        for run in self.runs(limit)? {
+            let total = run.lens.iter().map(|&l| l as usize).sum();
+            bytes.resize(total, 0);
+            run.file
+                .read_exact_at(&mut bytes, run.offset)
+                .map_err(|e| StoreError::Backend(format!("cannot read the step log back: {e}")))?;
+            let mut at = 0;
+            for len in run.lens {
+                if taken > 0 && taken % GIVE_WAY_EVERY == 0 && give_way() {
+                    return Ok(taken);
+                }
+                let record = &bytes[at..at + len as usize];
+                at += len as usize;
+                match decode_record(record).map_err(unreadable)? {
+                    Written::Step(step) => applier.step(&step)?,
+                    Written::Other(entry) => applier.entry(&entry)?,
+                }
+                taken += 1;
             }
-            taken += 1;
-            true
-        });
-        apply_all(conn, until_asked.map(|e| &**e))?;
+        }
         Ok(taken)
+    }
+
+    /// Where the first `limit` waiting entries are, in runs of consecutive records.
+    fn runs(&self, limit: usize) -> Result<Vec<Run>, StoreError> {
+        let st = lock(&self.state);
+        let mut runs: Vec<Run> = Vec::new();
+        // The segment and the end of the last run's last record.
+        let mut last: Option<(u64, u64)> = None;
+        for p in st.pending.iter().take(limit) {
+            match runs.last_mut() {
+                Some(run) if last == Some((p.segment, p.offset)) => run.lens.push(p.len),
+                _ => {
+                    let file = st.file(p.segment).ok_or_else(|| {
+                        StoreError::Backend(format!(
+                            "the step log lost segment {} with entries waiting",
+                            p.segment
+                        ))
+                    })?;
+                    runs.push(Run {
+                        file: file.clone(),
+                        offset: p.offset,
+                        lens: vec![p.len],
+                    });
+                }
+            }
+            last = Some((p.segment, p.offset + u64::from(p.len)));
+        }
+        Ok(runs)
     }
 
     /// How many flushes have committed.
@@ -350,15 +466,14 @@ impl StepLog {
         let mut guard = lock(&self.state);
         let st = &mut *guard;
         let done: Vec<Pending> = st.pending.drain(..n.min(st.pending.len())).collect();
-        let mut last = None;
+        let mut last: Option<&str> = None;
         for p in &done {
             // Entries come in runs of one workflow: one lookup per run.
-            let id = p.entry.id();
-            if last != Some(id) {
-                if let Some(lease) = st.leases.get_mut(id) {
+            if last != Some(&*p.id) {
+                if let Some(lease) = st.leases.get_mut(&*p.id) {
                     lease.in_table = true;
                 }
-                last = Some(id);
+                last = Some(&*p.id);
             }
         }
         // Retired segments whose last entry is in the tables become spares.
@@ -380,18 +495,32 @@ impl StepLog {
         drop(done);
     }
 
-    /// Workflow `id`'s logged steps not yet in the journal table, and whether the table may
-    /// hold others.
-    pub(crate) fn journal_view(&self, id: &str) -> (Vec<Arc<Entry>>, bool) {
+    /// Workflow `id`'s logged steps not yet in the journal table, read back from the log, and
+    /// whether the table may hold others.
+    pub(crate) fn journal_view(&self, id: &str) -> Result<(Vec<EncodedStep>, bool), StoreError> {
         let st = lock(&self.state);
-        let pending = st
+        let mut steps = Vec::new();
+        for p in st
             .pending
             .iter()
-            .filter(|p| matches!(&*p.entry, Entry::Step(s) if s.id == id))
-            .map(|p| p.entry.clone())
-            .collect();
+            .filter(|p| p.finish.is_none() && *p.id == *id)
+        {
+            let file = st.file(p.segment).ok_or_else(|| {
+                StoreError::Backend(format!(
+                    "the step log lost segment {} with entries waiting",
+                    p.segment
+                ))
+            })?;
+            let mut record = vec![0; p.len as usize];
+            file.read_exact_at(&mut record, p.offset)
+                .map_err(|e| StoreError::Backend(format!("cannot read the step log back: {e}")))?;
+            let entry = decode_record(&record).and_then(Written::into_entry);
+            if let Entry::Step(step) = entry.map_err(unreadable)? {
+                steps.push(step);
+            }
+        }
         let in_table = st.leases.get(id).is_none_or(|l| l.in_table);
-        (pending, in_table)
+        Ok((steps, in_table))
     }
 
     /// The logged end of workflow `id`, if it has not reached the database yet.
@@ -400,15 +529,12 @@ impl StepLog {
             .pending
             .iter()
             .rev()
-            .find_map(|p| match &*p.entry {
-                Entry::Finish(f) if f.id == id => Some(f.clone()),
-                _ => None,
-            })
+            .find_map(|p| p.finish.as_deref().filter(|f| f.id == id).cloned())
     }
 
     /// Whether anything of workflow `id` waits in the log.
     pub(crate) fn holds(&self, id: &str) -> bool {
-        lock(&self.state).pending.iter().any(|p| p.entry.id() == id)
+        lock(&self.state).pending.iter().any(|p| *p.id == *id)
     }
 
     /// Whether a claim that takes over the workflows of `dead_owners` and those whose lease
@@ -420,7 +546,7 @@ impl StepLog {
         lock(&self.state)
             .pending
             .iter()
-            .any(|p| p.expires_at <= soon || dead_owners.iter().any(|d| d == p.entry.owner()))
+            .any(|p| p.expires_at <= soon || dead_owners.iter().any(|d| **d == *p.owner))
     }
 
     /// `owner` took these leases, until no earlier than `expires_at`; `positions[i]` is the
@@ -433,14 +559,16 @@ impl StepLog {
         positions: Vec<HashSet<String>>,
     ) {
         let mut st = lock(&self.state);
+        let owner: Arc<str> = Arc::from(owner);
         for (claim, positions) in claims.iter().zip(positions) {
             st.leases.insert(
                 claim.record.id.clone(),
                 LocalLease {
-                    owner: owner.to_owned(),
+                    id: Arc::from(claim.record.id.as_str()),
+                    owner: owner.clone(),
                     expires_at,
                     in_table: !positions.is_empty(),
-                    positions,
+                    positions: positions.iter().map(|p| self.position_hash(p)).collect(),
                     child: claim.record.parent_id.is_some(),
                 },
             );
@@ -452,8 +580,8 @@ impl StepLog {
         let mut st = lock(&self.state);
         for s in states {
             match st.leases.get_mut(&s.id) {
-                Some(l) if l.owner == owner && s.held => l.expires_at = expires_at,
-                Some(l) if l.owner == owner => {
+                Some(l) if *l.owner == *owner && s.held => l.expires_at = expires_at,
+                Some(l) if *l.owner == *owner => {
                     st.leases.remove(&s.id);
                 }
                 _ => {}
@@ -476,8 +604,9 @@ impl StepLog {
 
     /// Step `position` of `id` was committed by transaction.
     pub(crate) fn committed(&self, id: &str, position: &str) {
+        let position = self.position_hash(position);
         if let Some(l) = lock(&self.state).leases.get_mut(id) {
-            l.positions.insert(position.to_owned());
+            l.positions.insert(position);
         }
     }
 
@@ -505,14 +634,12 @@ impl StepLog {
 /// journal.
 pub(crate) fn merge(
     mut rows: Vec<StepRecord>,
-    logged: &[Arc<Entry>],
+    logged: &[EncodedStep],
 ) -> Result<Vec<StepRecord>, StoreError> {
     let mut seq = rows.last().map_or(0, |r| r.seq);
     let known: HashSet<String> = rows.iter().map(|r| r.position.clone()).collect();
-    for entry in logged {
-        if let Entry::Step(step) = &**entry
-            && !known.contains(&step.position)
-        {
+    for step in logged {
+        if !known.contains(&step.position) {
             seq += 1;
             rows.push(step.decode(seq)?);
         }
@@ -530,12 +657,25 @@ pub(crate) fn apply_finish(record: &mut WorkflowRecord, end: FinishEntry) {
     record.updated_at = end.at;
 }
 
-/// Queue `entry` (logged) for the database; when to ask the writer thread to flush.
-fn push(st: &mut State, entry: Entry, expires_at: Millis) -> Option<Duration> {
+/// Queue an entry, logged at `(segment, offset, len)`, for the database; when to ask the
+/// writer thread to flush.
+fn push(
+    st: &mut State,
+    (segment, offset, len): (u64, u64, u32),
+    id: Arc<str>,
+    owner: Arc<str>,
+    finish: Option<Arc<FinishEntry>>,
+    expires_at: Millis,
+) -> Option<Duration> {
     st.logged += 1;
     st.pending.push_back(Pending {
-        entry: Arc::new(entry),
         lsn: st.logged,
+        segment,
+        offset,
+        len,
+        id,
+        owner,
+        finish,
         expires_at,
     });
     match st.pending.len() {

@@ -74,6 +74,10 @@ struct Queue {
     closed: bool,
     /// When the writer thread flushes the step log (if no transaction did before).
     flush_at: Option<Instant>,
+    /// Whether the writer thread waits for a wake-up, and until when (`Some(None)`: until
+    /// woken). When it does not, it looks at the queue before it waits again: a change to
+    /// the queue then needs no wake-up, which is a system call.
+    asleep: Option<Option<Instant>>,
 }
 
 /// The write connection and whether its busy handler currently waits for locks.
@@ -142,6 +146,7 @@ impl Writer {
                 leader: Leader::None,
                 closed: false,
                 flush_at: None,
+                asleep: None,
             }),
             wake: Condvar::new(),
             inline,
@@ -160,6 +165,18 @@ impl Writer {
         let mut q = lock(&self.queue);
         if q.flush_at.is_none_or(|t| at < t) {
             q.flush_at = Some(at);
+            self.wake_thread(&q, Some(at));
+        }
+    }
+
+    /// Wake the writer thread if it waits past `by` (`None`: it must look at the queue now).
+    fn wake_thread(&self, q: &Queue, by: Option<Instant>) {
+        let wake = match q.asleep {
+            None => false,
+            Some(None) => true,
+            Some(Some(until)) => by.is_none_or(|by| by < until),
+        };
+        if wake {
             self.wake.notify_one();
         }
     }
@@ -213,7 +230,7 @@ impl Writer {
     /// Give the queue to the writer thread.
     fn hand_to_thread(&self, q: &mut Queue) {
         q.leader = Leader::Thread;
-        self.wake.notify_one();
+        self.wake_thread(q, None);
     }
 
     fn take_batch(q: &mut Queue) -> Vec<Job> {
@@ -255,6 +272,7 @@ impl Writer {
                         self.close_log();
                         return;
                     }
+                    q.asleep = Some(q.flush_at);
                     q = match q.flush_at {
                         Some(t) => {
                             let wait = t.saturating_duration_since(now);
@@ -265,6 +283,7 @@ impl Writer {
                         }
                         None => self.wake.wait(q).unwrap_or_else(|e| e.into_inner()),
                     };
+                    q.asleep = None;
                 }
             };
             let mut conn = lock(&self.conn);

@@ -3,6 +3,7 @@
 //! whole transaction is what makes the check-then-write of fencing and claiming safe against
 //! other processes sharing the file; the conditional `UPDATE`s say the same thing again.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -280,11 +281,86 @@ impl EncodedStep {
         })
     }
 
+    /// Its fields, borrowed.
+    pub(crate) fn fields(&self) -> StepFields<'_> {
+        StepFields {
+            id: &self.id,
+            owner: &self.owner,
+            position: &self.position,
+            step_id: &self.step_id,
+            kind: self.kind,
+            name: &self.name,
+            input_hash: &self.input_hash,
+            input: self.input.as_ref().map(Json::get),
+            output: self.output.get(),
+            ok: self.ok,
+            attempts: self.attempts,
+            started_at: self.started_at,
+            duration_us: self.duration_us,
+        }
+    }
+
     pub(crate) fn duplicate(&self) -> StoreError {
         StoreError::DuplicateStep {
             workflow_id: self.id.clone(),
             position: self.position.clone(),
         }
+    }
+}
+
+/// A step's fields, borrowed, as an [`EncodedStep`] holds them: what the step log writes,
+/// without copying a step's texts first, and what a flush reads back.
+#[derive(Debug)]
+pub(crate) struct StepFields<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) owner: &'a str,
+    pub(crate) position: &'a str,
+    pub(crate) step_id: &'a str,
+    pub(crate) kind: StepKind,
+    pub(crate) name: &'a str,
+    pub(crate) input_hash: &'a str,
+    pub(crate) input: Option<&'a str>,
+    /// The step's value when `ok`, else its [`StepFailure`].
+    pub(crate) output: &'a str,
+    pub(crate) ok: bool,
+    pub(crate) attempts: u32,
+    pub(crate) started_at: Millis,
+    pub(crate) duration_us: i64,
+}
+
+impl<'a> StepFields<'a> {
+    /// Step `step` of workflow `id`, committed by `owner`, with its output as
+    /// [`output_of`] gives it.
+    pub(crate) fn of(
+        id: &'a str,
+        owner: &'a str,
+        step: &'a StepRecord,
+        (output, ok): &'a (Cow<'a, Json>, bool),
+    ) -> Self {
+        StepFields {
+            id,
+            owner,
+            position: &step.position,
+            step_id: &step.step_id,
+            kind: step.kind,
+            name: &step.name,
+            input_hash: &step.input_hash,
+            input: step.input.as_ref().map(Json::get),
+            output: output.get(),
+            ok: *ok,
+            attempts: step.attempts,
+            started_at: step.started_at,
+            duration_us: step.duration_us,
+        }
+    }
+}
+
+/// The output of `step` as the journal holds it: its value, or else its [`StepFailure`]
+/// encoded; and whether it is a value.
+pub(crate) fn output_of(step: &StepRecord) -> Result<(Cow<'_, Json>, bool), StoreError> {
+    match &step.output {
+        Ok(v) => Ok((Cow::Borrowed(v), true)),
+        Err(f) => Ok((Cow::Owned(encoded(Json::encode(f))?), false)),
     }
 }
 

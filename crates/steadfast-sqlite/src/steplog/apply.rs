@@ -1,72 +1,113 @@
 //! Applying logged entries to the database: at a flush, and when the log of a process that is
 //! gone is imported.
 
-use rusqlite::{Connection, OptionalExtension, params};
-use steadfast_durable::{Json, Outcome, StoreError};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
+use steadfast_durable::{Outcome, StoreError};
 
 use super::{Entry, FinishEntry};
-use crate::writes;
+use crate::writes::{self, StepFields};
 
-/// Apply logged entries to the database, in order: insert each step unless its workflow
-/// changed hands or has it already, end each workflow its owner still holds. Returns how many
-/// steps were inserted. The lease and the last sequence number are read once per run of steps
-/// of one workflow and owner.
+/// Apply logged entries to the database, in order (see [`Applier`]). Returns how many steps
+/// were inserted.
 pub(crate) fn apply_all<'a>(
     conn: &Connection,
     entries: impl Iterator<Item = &'a Entry>,
 ) -> Result<usize, StoreError> {
-    let map = crate::schema::map_err;
-    let mut lease = conn
-        .prepare_cached("SELECT status = 'running' AND owner IS ?2 FROM workflows WHERE id = ?1")
-        .map_err(map)?;
-    let mut last = conn
-        .prepare_cached("SELECT coalesce(max(seq), 0) FROM journal WHERE workflow_id = ?1")
-        .map_err(map)?;
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO journal (workflow_id, position, seq, step_id, kind, name, input_hash, \
-                 input, output, ok, attempts, started_at, duration_us) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
-             ON CONFLICT DO NOTHING",
-        )
-        .map_err(map)?;
-    // The workflow and owner of the current run of steps; its next `seq`, if it holds the lease.
-    let mut run: Option<(&str, &str, Option<i64>)> = None;
-    let mut inserted = 0;
+    let mut applier = Applier::new(conn)?;
     for entry in entries {
-        let step = match entry {
-            Entry::Step(step) => step,
-            Entry::Finish(f) => {
-                run = None;
-                finish(conn, f)?;
-                continue;
-            }
-        };
-        let next = match &mut run {
-            Some((id, owner, next)) if *id == step.id && *owner == step.owner => next,
+        applier.entry(entry)?;
+    }
+    Ok(applier.inserted)
+}
+
+/// Applies logged entries to the database, one by one, in order: inserts each step unless its
+/// workflow changed hands or has it already, ends each workflow its owner still holds. The
+/// lease and the last sequence number are read once per run of steps of one workflow and
+/// owner.
+pub(crate) struct Applier<'c> {
+    conn: &'c Connection,
+    lease: CachedStatement<'c>,
+    last: CachedStatement<'c>,
+    insert: CachedStatement<'c>,
+    /// The workflow and owner of the current run of steps; its next `seq`, if it holds the
+    /// lease.
+    run: Option<(String, String, Option<i64>)>,
+    /// Steps inserted so far.
+    pub(crate) inserted: usize,
+}
+
+impl<'c> Applier<'c> {
+    pub(crate) fn new(conn: &'c Connection) -> Result<Self, StoreError> {
+        let map = crate::schema::map_err;
+        Ok(Applier {
+            conn,
+            lease: conn
+                .prepare_cached(
+                    "SELECT status = 'running' AND owner IS ?2 FROM workflows WHERE id = ?1",
+                )
+                .map_err(map)?,
+            last: conn
+                .prepare_cached("SELECT coalesce(max(seq), 0) FROM journal WHERE workflow_id = ?1")
+                .map_err(map)?,
+            insert: conn
+                .prepare_cached(
+                    "INSERT INTO journal (workflow_id, position, seq, step_id, kind, name, \
+                         input_hash, input, output, ok, attempts, started_at, duration_us) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .map_err(map)?,
+            run: None,
+            inserted: 0,
+        })
+    }
+
+    /// Apply `entry`.
+    pub(crate) fn entry(&mut self, entry: &Entry) -> Result<(), StoreError> {
+        match entry {
+            Entry::Step(step) => self.step(&step.fields()),
+            Entry::Finish(f) => self.finish(f),
+        }
+    }
+
+    /// End a workflow as its log says, unless its owner no longer holds it.
+    pub(crate) fn finish(&mut self, f: &FinishEntry) -> Result<(), StoreError> {
+        self.run = None;
+        finish(self.conn, f)
+    }
+
+    /// Insert `step`, unless its workflow changed hands or has it already.
+    pub(crate) fn step(&mut self, step: &StepFields<'_>) -> Result<(), StoreError> {
+        let map = crate::schema::map_err;
+        let next = match &mut self.run {
+            Some((id, owner, next)) if id == step.id && owner == step.owner => next,
             _ => {
-                let held: Option<bool> = lease
-                    .query_row([&step.id, &step.owner], |r| r.get(0))
+                let held: Option<bool> = self
+                    .lease
+                    .query_row([step.id, step.owner], |r| r.get(0))
                     .optional()
                     .map_err(map)?;
                 let next = if held == Some(true) {
                     Some(
-                        last.query_row([&step.id], |r| r.get::<_, i64>(0))
+                        self.last
+                            .query_row([step.id], |r| r.get::<_, i64>(0))
                             .map_err(map)?
                             + 1,
                     )
                 } else {
                     None
                 };
-                &mut run.insert((&step.id, &step.owner, next)).2
+                let run = (step.id.to_owned(), step.owner.to_owned(), next);
+                &mut self.run.insert(run).2
             }
         };
         let Some(seq) = next else {
             // A step flushed just before its process died is in the journal already.
-            let there = conn
+            let there = self
+                .conn
                 .prepare_cached("SELECT 1 FROM journal WHERE workflow_id = ?1 AND position = ?2")
                 .map_err(map)?
-                .exists([&step.id, &step.position])
+                .exists([step.id, step.position])
                 .map_err(map)?;
             if !there {
                 tracing::warn!(
@@ -76,9 +117,10 @@ pub(crate) fn apply_all<'a>(
                      reached the journal, so the workflow's new worker runs the step again"
                 );
             }
-            continue;
+            return Ok(());
         };
-        let n = insert
+        let n = self
+            .insert
             .execute(params![
                 step.id,
                 step.position,
@@ -87,8 +129,8 @@ pub(crate) fn apply_all<'a>(
                 step.kind.as_str(),
                 step.name,
                 step.input_hash,
-                step.input.as_ref().map(Json::get),
-                step.output.get(),
+                step.input,
+                step.output,
                 step.ok,
                 step.attempts,
                 step.started_at,
@@ -97,10 +139,10 @@ pub(crate) fn apply_all<'a>(
             .map_err(map)?;
         if n == 1 {
             *seq += 1;
-            inserted += 1;
+            self.inserted += 1;
         }
+        Ok(())
     }
-    Ok(inserted)
 }
 
 /// End a workflow as its log says, unless its owner no longer holds it.

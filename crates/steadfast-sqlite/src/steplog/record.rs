@@ -14,7 +14,7 @@ use serde::Serialize;
 use steadfast_durable::{Json, StepKind};
 
 use super::Entry;
-use crate::writes::EncodedStep;
+use crate::writes::{EncodedStep, StepFields};
 
 /// The size of a record's header.
 pub(super) const HEADER: usize = 12;
@@ -22,70 +22,80 @@ pub(super) const HEADER: usize = 12;
 /// The first byte of a step's payload in the binary form.
 const BINARY_STEP: u8 = 1;
 
-/// A record with its header's length filled in (epoch and CRC come later), or `None` if the
-/// entry cannot be encoded. `size` is a guess of the payload's length: the buffer is allocated
-/// once when it holds.
-pub(super) fn encode(entry: &impl Serialize, epoch: u32, size: usize) -> Option<Vec<u8>> {
-    let mut buf = Vec::with_capacity(HEADER + size);
+/// Write the record of `entry` as JSON into `buf`, which is cleared first; its header as
+/// [`encode_step_into`] leaves it. Whether the entry could be encoded.
+pub(super) fn encode_into(buf: &mut Vec<u8>, entry: &impl Serialize) -> bool {
+    buf.clear();
     buf.resize(HEADER, 0);
-    serde_json::to_writer(&mut buf, entry).ok()?;
-    finish_header(buf, epoch)
+    serde_json::to_writer(&mut *buf, entry).is_ok() && finish_header(buf)
 }
 
-/// A step's record, in the binary form; its header as [`encode`] leaves it.
-pub(super) fn encode_step(s: &EncodedStep, epoch: u32) -> Option<Vec<u8>> {
-    let input = s.input.as_ref().map(Json::get);
+/// Write a step's record, in the binary form, into `buf`, which is cleared first. The header's
+/// length is filled in, its epoch and CRC are left to the caller ([`seal`]). Whether the step
+/// could be encoded (a text of 4 GiB or more cannot).
+pub(super) fn encode_step_into(buf: &mut Vec<u8>, s: &StepFields<'_>) -> bool {
     let texts = [
-        s.id.as_str(),
-        &s.owner,
-        &s.position,
-        &s.step_id,
+        s.id,
+        s.owner,
+        s.position,
+        s.step_id,
         s.kind.as_str(),
-        &s.name,
-        &s.input_hash,
+        s.name,
+        s.input_hash,
     ];
     let size = 1
         + texts.iter().map(|t| 4 + t.len()).sum::<usize>()
         + 1
-        + input.map_or(0, |i| 4 + i.len())
+        + s.input.map_or(0, |i| 4 + i.len())
         + 4
-        + s.output.get().len()
+        + s.output.len()
         + 1
         + 4
         + 8
         + 8;
-    let mut buf = Vec::with_capacity(HEADER + size);
+    buf.clear();
+    buf.reserve(HEADER + size);
     buf.resize(HEADER, 0);
     buf.push(BINARY_STEP);
     for text in texts {
-        put_text(&mut buf, text)?;
+        if !put_text(buf, text) {
+            return false;
+        }
     }
-    match input {
+    match s.input {
         None => buf.push(0),
         Some(i) => {
             buf.push(1);
-            put_text(&mut buf, i)?;
+            if !put_text(buf, i) {
+                return false;
+            }
         }
     }
-    put_text(&mut buf, s.output.get())?;
+    if !put_text(buf, s.output) {
+        return false;
+    }
     buf.push(u8::from(s.ok));
     buf.extend_from_slice(&s.attempts.to_le_bytes());
     buf.extend_from_slice(&s.started_at.to_le_bytes());
     buf.extend_from_slice(&s.duration_us.to_le_bytes());
-    finish_header(buf, epoch)
+    finish_header(buf)
 }
 
-fn put_text(buf: &mut Vec<u8>, text: &str) -> Option<()> {
-    buf.extend_from_slice(&u32::try_from(text.len()).ok()?.to_le_bytes());
+fn put_text(buf: &mut Vec<u8>, text: &str) -> bool {
+    let Ok(len) = u32::try_from(text.len()) else {
+        return false;
+    };
+    buf.extend_from_slice(&len.to_le_bytes());
     buf.extend_from_slice(text.as_bytes());
-    Some(())
+    true
 }
 
-fn finish_header(mut buf: Vec<u8>, epoch: u32) -> Option<Vec<u8>> {
-    let len = u32::try_from(buf.len() - HEADER).ok()?;
+fn finish_header(buf: &mut [u8]) -> bool {
+    let Ok(len) = u32::try_from(buf.len() - HEADER) else {
+        return false;
+    };
     buf[0..4].copy_from_slice(&len.to_le_bytes());
-    buf[4..8].copy_from_slice(&epoch.to_le_bytes());
-    Some(buf)
+    true
 }
 
 /// Reads a binary step's fields in order.
@@ -107,29 +117,26 @@ impl<'a> Fields<'a> {
         Ok(a)
     }
 
-    fn text(&mut self) -> Result<String, String> {
+    fn text(&mut self) -> Result<&'a str, String> {
         let n = u32::from_le_bytes(self.array()?) as usize;
-        String::from_utf8(self.bytes(n)?.to_vec()).map_err(|e| e.to_string())
-    }
-
-    fn json(&mut self) -> Result<Json, String> {
-        Json::from_string(self.text()?).map_err(|e| e.to_string())
+        std::str::from_utf8(self.bytes(n)?).map_err(|e| e.to_string())
     }
 }
 
-/// A step from its binary payload (past [`BINARY_STEP`]).
-fn decode_step(payload: &[u8]) -> Result<EncodedStep, String> {
+/// A step's fields from its binary payload (past [`BINARY_STEP`]), borrowed from it. The
+/// input and output texts are not checked to be JSON: see [`decode_step`].
+fn step_fields(payload: &[u8]) -> Result<StepFields<'_>, String> {
     let mut f = Fields(payload);
     let (id, owner, position, step_id) = (f.text()?, f.text()?, f.text()?, f.text()?);
     let kind = f.text()?;
-    let kind = StepKind::parse(&kind).ok_or_else(|| format!("unknown step kind `{kind}`"))?;
+    let kind = StepKind::parse(kind).ok_or_else(|| format!("unknown step kind `{kind}`"))?;
     let (name, input_hash) = (f.text()?, f.text()?);
     let input = match f.array::<1>()? {
         [0] => None,
-        [1] => Some(f.json()?),
+        [1] => Some(f.text()?),
         [b] => return Err(format!("bad input marker {b}")),
     };
-    let output = f.json()?;
+    let output = f.text()?;
     let ok = f.array::<1>()? != [0];
     let attempts = u32::from_le_bytes(f.array()?);
     let started_at = i64::from_le_bytes(f.array()?);
@@ -137,7 +144,7 @@ fn decode_step(payload: &[u8]) -> Result<EncodedStep, String> {
     if !f.0.is_empty() {
         return Err("bytes past the step's last field".into());
     }
-    Ok(EncodedStep {
+    Ok(StepFields {
         id,
         owner,
         position,
@@ -154,6 +161,32 @@ fn decode_step(payload: &[u8]) -> Result<EncodedStep, String> {
     })
 }
 
+/// A step from its binary payload (past [`BINARY_STEP`]), its input and output checked to be
+/// JSON.
+fn decode_step(payload: &[u8]) -> Result<EncodedStep, String> {
+    owned(&step_fields(payload)?)
+}
+
+/// Step `f` owned, its input and output checked to be JSON.
+fn owned(f: &StepFields<'_>) -> Result<EncodedStep, String> {
+    let json = |text: &str| Json::from_string(text.to_owned()).map_err(|e| e.to_string());
+    Ok(EncodedStep {
+        id: f.id.to_owned(),
+        owner: f.owner.to_owned(),
+        position: f.position.to_owned(),
+        step_id: f.step_id.to_owned(),
+        kind: f.kind,
+        name: f.name.to_owned(),
+        input_hash: f.input_hash.to_owned(),
+        input: f.input.map(json).transpose()?,
+        output: json(f.output)?,
+        ok: f.ok,
+        attempts: f.attempts,
+        started_at: f.started_at,
+        duration_us: f.duration_us,
+    })
+}
+
 /// The entry a record's payload holds: a binary step, or JSON.
 fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
     match payload.split_first() {
@@ -162,13 +195,51 @@ fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
     }
 }
 
+/// The entry of a record that this store wrote, read back: a binary step borrowed from the
+/// record, its input and output as they were written (JSON, since the engine encoded them);
+/// anything else decoded.
+pub(super) enum Written<'a> {
+    Step(StepFields<'a>),
+    Other(Entry),
+}
+
+impl Written<'_> {
+    /// The entry, owned.
+    pub(super) fn into_entry(self) -> Result<Entry, String> {
+        match self {
+            Written::Step(f) => owned(&f).map(Entry::Step),
+            Written::Other(e) => Ok(e),
+        }
+    }
+}
+
+/// The CRC-32 of a record's epoch (its header's bytes 4..8) and payload.
+fn crc(epoch: &[u8], payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(epoch);
+    h.update(payload);
+    h.finalize()
+}
+
 /// Fill in the CRC-32 of the epoch and the payload.
 pub(super) fn seal(record: &mut [u8]) {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&record[4..8]);
-    h.update(&record[HEADER..]);
-    let crc = h.finalize();
+    let crc = crc(&record[4..8], &record[HEADER..]);
     record[8..12].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The entry of `record`, one whole record as this store wrote it.
+pub(super) fn decode_record(record: &[u8]) -> Result<Written<'_>, String> {
+    if record.len() < HEADER || u32_at(record, 0) as usize != record.len() - HEADER {
+        return Err("a record's length does not match its header".into());
+    }
+    let payload = &record[HEADER..];
+    if crc(&record[4..8], payload) != u32_at(record, 8) {
+        return Err("a record fails its CRC".into());
+    }
+    match payload.split_first() {
+        Some((&BINARY_STEP, fields)) => step_fields(fields).map(Written::Step),
+        _ => decode_entry(payload).map(Written::Other),
+    }
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -202,10 +273,7 @@ pub(super) fn decode_segment(mut segment: impl Read, path: &Path) -> Vec<Entry> 
         if segment.read_exact(&mut payload).is_err() {
             break;
         }
-        let mut h = crc32fast::Hasher::new();
-        h.update(&header[4..8]);
-        h.update(&payload);
-        if h.finalize() != u32_at(&header, 8) {
+        if crc(&header[4..8], &payload) != u32_at(&header, 8) {
             break;
         }
         match decode_entry(&payload) {
@@ -245,12 +313,21 @@ mod tests {
     }
 
     fn record(e: &Entry, epoch: u32) -> Vec<u8> {
-        let mut r = match e {
-            Entry::Step(s) => encode_step(s, epoch),
-            Entry::Finish(_) => encode(e, epoch, 0),
-        }
-        .unwrap();
+        let mut r = Vec::new();
+        assert!(match e {
+            Entry::Step(s) => encode_step_into(&mut r, &s.fields()),
+            Entry::Finish(_) => encode_into(&mut r, e),
+        });
+        r[4..8].copy_from_slice(&epoch.to_le_bytes());
         seal(&mut r);
+        // What a flush reads back from the segment.
+        match (decode_record(&r).unwrap(), e) {
+            (Written::Step(f), Entry::Step(s)) => {
+                assert_eq!(format!("{f:?}"), format!("{:?}", s.fields()));
+            }
+            (Written::Other(back), e) => assert_eq!(format!("{back:?}"), format!("{e:?}")),
+            _ => panic!("read back as another kind of entry"),
+        }
         r
     }
 

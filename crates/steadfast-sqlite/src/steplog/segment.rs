@@ -25,7 +25,8 @@ const SPARES: usize = 2;
 
 /// A segment file of this store's, locked (`flock`) while it is open.
 pub(super) struct Segment {
-    file: File,
+    /// Shared with a flush that reads records back.
+    pub(super) file: Arc<File>,
     pub(super) path: PathBuf,
     /// Where the next record goes.
     pub(super) offset: u64,
@@ -36,6 +37,8 @@ pub(super) struct Segment {
 /// A full segment whose entries are not all in the tables yet.
 pub(super) struct Retired {
     pub(super) segment: Segment,
+    /// Its number, as entries know it.
+    pub(super) serial: u64,
     /// The place of its last entry.
     pub(super) last: u64,
 }
@@ -68,7 +71,7 @@ impl Segment {
         file.set_len(SEGMENT_BYTES)
             .map_err(|e| io("size", &path, e))?;
         Ok(Segment {
-            file,
+            file: Arc::new(file),
             path,
             offset: 0,
             epoch: 1,
