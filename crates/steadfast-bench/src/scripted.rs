@@ -3,9 +3,15 @@
 //! durability, with the step log and without) and, to separate the engine from the database,
 //! on the in-memory store. Each configuration plays `WARMUP` games before those it counts.
 //!
+//! Every configuration plays its games in a task of the runtime, as a server's request
+//! handler calls the engine: the caller and the workflow's run then share a worker thread. A
+//! caller on the thread that drives `block_on` instead wakes a worker to start each run, and is
+//! woken back when it ends; `main_thread` measures that too.
+//!
 //! [`FunctionModel`]: steadfast_core::FunctionModel
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use steadfast_durable::{Engine, MemoryStore, Store};
@@ -23,15 +29,38 @@ const K: u32 = 50;
 /// worker has done long before.
 const WARMUP: usize = 10;
 
-/// The wall times (ms) of `games` durable games on `store`, after `WARMUP` others. `before` runs
-/// before every game, `counted` after each counted one.
-async fn play(
-    store: impl Store,
+/// Games counted in each configuration: a median of many, since one game is a millisecond on a
+/// machine that other processes share.
+const GAMES: usize = 101;
+
+/// Run `f` in a task of the runtime, as a request handler runs.
+async fn in_task<T: Send + 'static>(
+    f: impl Future<Output = anyhow::Result<T>> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::spawn(f).await?
+}
+
+/// What the counted games of one configuration measured.
+#[derive(Default)]
+struct Played {
+    /// Each game's wall time (ms).
+    walls: Vec<f64>,
+    /// Through a probe: each game's `commit_step` calls and their time (ms), and every call's
+    /// time (µs).
+    commits: Vec<f64>,
+    commit_ms: Vec<f64>,
+    commit_samples: Vec<f64>,
+}
+
+/// `games` durable games on `store`, after `WARMUP` others, played in a task of the runtime
+/// (or, with `main_thread`, by the caller); with `probe`, the store's commits per game.
+async fn play<S: Store + 'static>(
+    store: S,
     label: &str,
     games: usize,
-    mut before: impl FnMut(),
-    mut counted: impl FnMut(),
-) -> anyhow::Result<Vec<f64>> {
+    main_thread: bool,
+    probe: Option<Arc<StoreProbe>>,
+) -> anyhow::Result<Played> {
     let engine = Engine::new(store);
     let worker = engine
         .worker()
@@ -39,9 +68,27 @@ async fn play(
             questioner: game::scripted_game(K)?,
         })
         .start();
-    let mut walls = Vec::new();
+    let games = play_games(engine, label.to_owned(), games, probe);
+    let played = if main_thread {
+        games.await
+    } else {
+        in_task(games).await
+    };
+    worker.shutdown().await;
+    played
+}
+
+async fn play_games(
+    engine: Engine,
+    label: String,
+    games: usize,
+    probe: Option<Arc<StoreProbe>>,
+) -> anyhow::Result<Played> {
+    let mut played = Played::default();
     for g in 0..games + WARMUP {
-        before();
+        if let Some(p) = &probe {
+            p.reset();
+        }
         let t = Instant::now();
         let h = engine
             .start::<GameWorkflow>(&format!("{label}-{g}"), ())
@@ -49,24 +96,30 @@ async fn play(
         let r = h.result().await?;
         let wall = t.elapsed();
         r.check(K)?;
-        if g >= WARMUP {
-            walls.push(ms(wall));
-            counted();
+        if g < WARMUP {
+            continue;
+        }
+        played.walls.push(ms(wall));
+        if let Some(p) = &probe {
+            let c = p.get("commit_step");
+            played.commits.push(c.calls as f64);
+            played.commit_ms.push(ms(c.total));
+            played.commit_samples.extend(p.samples("commit_step"));
         }
     }
-    worker.shutdown().await;
-    Ok(walls)
+    Ok(played)
 }
 
 /// The wall times (ms) of `games` durable games on `store`, with nothing between the engine
 /// and the store.
 async fn wall_games(
-    store: impl Store,
+    store: impl Store + 'static,
     label: &str,
     games: usize,
+    main_thread: bool,
 ) -> anyhow::Result<crate::stats::Summary> {
-    let walls = play(store, label, games, || {}, || {}).await?;
-    Ok(crate::stats::summarize(walls))
+    let played = play(store, label, games, main_thread, None).await?;
+    Ok(crate::stats::summarize(played.walls))
 }
 
 /// Per-game medians of a durable store, and the store's time per game, measured through a
@@ -79,49 +132,52 @@ struct Durable {
     commit: crate::stats::Summary,
 }
 
-async fn durable_games(store: impl Store, label: &str, games: usize) -> anyhow::Result<Durable> {
+async fn durable_games(
+    store: impl Store + 'static,
+    label: &str,
+    games: usize,
+) -> anyhow::Result<Durable> {
     let timed = TimedStore::new(store);
-    let probe: std::sync::Arc<StoreProbe> = timed.probe();
-    let (mut commit_ms, mut commits) = (Vec::new(), Vec::new());
-    let mut all_commits = Vec::new();
-    let walls = play(
-        timed,
-        label,
-        games,
-        || probe.reset(),
-        || {
-            let c = probe.get("commit_step");
-            commits.push(c.calls as f64);
-            commit_ms.push(ms(c.total));
-            all_commits.extend(probe.samples("commit_step"));
-        },
-    )
-    .await?;
-    let (n, t) = (median(commits), median(commit_ms));
+    let probe: Arc<StoreProbe> = timed.probe();
+    let played = play(timed, label, games, false, Some(probe)).await?;
+    let (n, t) = (median(played.commits), median(played.commit_ms));
     Ok(Durable {
-        wall_ms: median(walls),
+        wall_ms: median(played.walls),
         commits_per_game: n,
         commit_ms_per_game: t,
         commit_mean_us: if n > 0.0 { t * 1e3 / n } else { 0.0 },
-        commit: crate::stats::summarize(all_commits),
+        commit: crate::stats::summarize(played.commit_samples),
     })
+}
+
+/// The wall times (ms) of `games` plain games, after `WARMUP` others, played in a task of the
+/// runtime (or, with `main_thread`, by the caller).
+async fn plain_games(games: usize, main_thread: bool) -> anyhow::Result<Vec<f64>> {
+    let play = async move {
+        let q = game::scripted_game(K)?;
+        let mut walls = Vec::new();
+        for g in 0..games + WARMUP {
+            let t = Instant::now();
+            let r = game::play_plain(&q).await?;
+            let wall = t.elapsed();
+            r.check(K)?;
+            if g >= WARMUP {
+                walls.push(ms(wall));
+            }
+        }
+        Ok(walls)
+    };
+    if main_thread {
+        play.await
+    } else {
+        in_task(play).await
+    }
 }
 
 /// The `game` section.
 pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result<()> {
-    let games = if quick { 1 } else { 41 };
-    let q = game::scripted_game(K)?;
-    for _ in 0..WARMUP {
-        game::play_plain(&q).await?.check(K)?;
-    }
-    let mut plain = Vec::new();
-    for _ in 0..games {
-        let t = Instant::now();
-        let r = game::play_plain(&q).await?;
-        plain.push(ms(t.elapsed()));
-        r.check(K)?;
-    }
-    let plain = median(plain);
+    let games = if quick { 1 } else { GAMES };
+    let plain = median(plain_games(games, false).await?);
     let note = format!("K={K} (101 model requests, 151 journaled steps), median of {games} games");
     report.add(
         Figure::new("game", "plain game, FunctionModel", plain, "ms").note(format!(
@@ -132,7 +188,7 @@ pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result
     // The headline figures run on the bare stores; the breakdowns in their notes come from
     // the same games on other stores of the same kind, through the timing wrapper.
     let store = open_sqlite(dir.join("game.db"), Durability::ProcessCrashSafe).await?;
-    let sqlite_games = wall_games(store, "sqlite-game", games).await?;
+    let sqlite_games = wall_games(store, "sqlite-game", games, false).await?;
     let sqlite_wall = sqlite_games.median;
     let store = open_sqlite(dir.join("game-timed.db"), Durability::ProcessCrashSafe).await?;
     let sqlite = durable_games(store, "sqlite-timed-game", games).await?;
@@ -160,7 +216,9 @@ pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result
         ..SqliteOptions::default()
     };
     let store = open_sqlite_with(dir.join("game-no-log.db"), options.clone()).await?;
-    let unlogged_wall = wall_games(store, "sqlite-no-log-game", games).await?.median;
+    let unlogged_wall = wall_games(store, "sqlite-no-log-game", games, false)
+        .await?
+        .median;
     let store = open_sqlite_with(dir.join("game-no-log-timed.db"), options).await?;
     let unlogged = durable_games(store, "sqlite-no-log-timed-game", games).await?;
     report.add(
@@ -176,7 +234,7 @@ pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result
             unlogged.commit.median
         )),
     );
-    let mem_wall = wall_games(MemoryStore::new(), "memory-game", games)
+    let mem_wall = wall_games(MemoryStore::new(), "memory-game", games, false)
         .await?
         .median;
     let mem = durable_games(MemoryStore::new(), "memory-timed-game", games).await?;
@@ -198,6 +256,25 @@ pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result
         )
         .vs("of which awaiting commit_step", sqlite.commit_mean_us)
         .note("(durable − plain) / commits"),
+    );
+    // The same games with the caller on the thread that drives `block_on`, as in a program
+    // whose `main` awaits the engine: each run is started on a worker thread woken for it.
+    let plain_main = median(plain_games(games, true).await?);
+    let store = open_sqlite(dir.join("game-main.db"), Durability::ProcessCrashSafe).await?;
+    let sqlite_main = wall_games(store, "sqlite-main-game", games, true)
+        .await?
+        .median;
+    report.add(
+        Figure::new(
+            "game",
+            "durable game, SQLite NORMAL, caller on the main thread",
+            sqlite_main,
+            "ms",
+        )
+        .vs("plain game on the main thread", plain_main)
+        .note(format!(
+            "{note}; the caller awaits in `block_on`, not in a task of the runtime"
+        )),
     );
     Ok(())
 }

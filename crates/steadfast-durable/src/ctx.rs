@@ -436,8 +436,9 @@ impl WorkflowCtx {
             // Boxed apart from the replay check, and without the retry path (boxed too): a
             // step's futures then stay under glibc's large-allocation size, whose first use
             // after many small frees costs a consolidation of the free lists.
+            let attempt_span = &span;
             let result = Box::pin(
-                async {
+                async move {
                     let run = &ctx.run;
                     if run.cancel.load(Ordering::SeqCst) {
                         return Err(WorkflowError::Cancelled(run.id.clone()));
@@ -493,9 +494,11 @@ impl WorkflowCtx {
                             retryable: e.retryable,
                         }),
                     };
+                    // The id moves into the record; a failure's error names it.
+                    let failed = result.is_err().then(|| step_id.clone());
                     let record = StepRecord {
                         position,
-                        step_id: step_id.clone(),
+                        step_id,
                         kind: spec.kind,
                         name: spec.name,
                         input_hash: spec.input_hash,
@@ -510,13 +513,13 @@ impl WorkflowCtx {
                     ctx.commit(record, None).await?;
                     ctx.committed(report);
                     run.executed.fetch_add(1, Ordering::Relaxed);
-                    if !span.is_disabled() {
-                        span.record(STEADFAST_STEP_ATTEMPT, i64::from(attempt));
+                    if !attempt_span.is_disabled() {
+                        attempt_span.record(STEADFAST_STEP_ATTEMPT, i64::from(attempt));
                     }
                     match result {
                         Ok(v) => Ok(v),
                         Err(e) => Err(WorkflowError::StepFailed {
-                            step: step_id.clone(),
+                            step: failed.unwrap_or_default(),
                             message: e.message,
                             attempts: attempt,
                         }),

@@ -39,7 +39,9 @@ impl Fnv {
 
     /// The hash as 16 lowercase hex digits (`{:016x}`).
     pub(crate) fn hex(&self) -> String {
-        format!("{:016x}", self.0)
+        let mut s = String::with_capacity(16);
+        push_hex(&mut s, self.0);
+        s
     }
 }
 
@@ -51,6 +53,15 @@ impl Write for Fnv {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Appends `v` as 16 lowercase hex digits, as `{:016x}` prints it (without the formatting
+/// machinery, which costs more than the hash of a small input).
+pub(crate) fn push_hex(s: &mut String, v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..16).rev() {
+        s.push(char::from(DIGITS[((v >> (i * 4)) & 0xf) as usize]));
     }
 }
 
@@ -89,7 +100,9 @@ impl RequestHasher {
         if st.write(&mut json, messages, params).is_err() {
             json.clear();
         }
-        let hash = format!("{XXH3_PREFIX}{:016x}", xxh3_64(&json));
+        let mut hash = String::with_capacity(XXH3_PREFIX.len() + 16);
+        hash.push_str(XXH3_PREFIX);
+        push_hex(&mut hash, xxh3_64(&json));
         st.json = json;
         hash
     }
@@ -202,6 +215,16 @@ mod tests {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
         format!("{h:016x}")
+    }
+
+    #[test]
+    fn hex_digits_are_those_of_the_format_macro() {
+        for v in [0, 1, 0xf, 0x10, 0xdead_beef, 1 << 63, u64::MAX] {
+            let mut s = String::from("x");
+            push_hex(&mut s, v);
+            assert_eq!(s, format!("x{v:016x}"));
+        }
+        assert_eq!(Fnv(0xabc).hex(), "0000000000000abc");
     }
 
     #[test]

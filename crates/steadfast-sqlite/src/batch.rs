@@ -363,6 +363,27 @@ mod tests {
         (dir, conn, log)
     }
 
+    /// Reads of a workflow whose steps the log holds take them from the log alone until one of
+    /// them is flushed, then from the table as well.
+    #[test]
+    fn a_workflow_journal_is_in_the_log_then_in_the_table() {
+        let (dir, conn, log) = logged_steps(3);
+        let (steps, in_table) = log.journal_view("wf").unwrap();
+        assert_eq!(steps.len(), 3);
+        assert!(!in_table, "nothing flushed yet");
+        exec(&conn, "BEGIN IMMEDIATE").unwrap();
+        let n = log.flush_into(&conn, 2, &|| false).unwrap();
+        exec(&conn, "COMMIT").unwrap();
+        log.flushed(n);
+        let (steps, in_table) = log.journal_view("wf").unwrap();
+        let positions: Vec<&str> = steps.iter().map(|s| s.position.as_str()).collect();
+        assert_eq!(positions, ["2"]);
+        assert!(in_table, "two steps are in the table");
+        drop(conn);
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A flush reads the entries back from the segment: a record damaged there fails it with
     /// a clear error, and nothing of the chunk reaches the journal.
     #[test]

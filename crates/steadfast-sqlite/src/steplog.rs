@@ -163,8 +163,11 @@ struct LocalLease {
     /// A step whose position's hash is there commits by transaction, whose primary key tells
     /// a step committed twice from two positions with one hash.
     positions: HashSet<u64>,
-    /// Whether the journal table may hold steps of the workflow (else the log has them all).
+    /// Whether the journal table may hold steps of the workflow (else the log has them all),
+    /// by transaction or from the journal as claimed; see [`State::in_table`] for flushed ones.
     in_table: bool,
+    /// The place of the workflow's first entry in the log, if it logged one.
+    first_logged: Option<u64>,
     /// Whether the workflow is a child (its end wakes its parent: that goes by transaction).
     child: bool,
 }
@@ -178,6 +181,8 @@ struct State {
     retired: VecDeque<Retired>,
     /// Entries logged so far.
     logged: u64,
+    /// The place of the last entry in the tables (entries reach them in order).
+    flushed: u64,
     /// Logged entries not yet in the database, in commit order.
     pending: VecDeque<Pending>,
     leases: HashMap<String, LocalLease>,
@@ -186,6 +191,14 @@ struct State {
 }
 
 impl State {
+    /// Whether the journal table may hold steps of workflow `id`: unless this store logged all
+    /// of them and none was flushed yet.
+    fn in_table(&self, id: &str) -> bool {
+        self.leases
+            .get(id)
+            .is_none_or(|l| l.in_table || l.first_logged.is_some_and(|first| first <= self.flushed))
+    }
+
     /// The file of segment number `serial`, if it still has entries waiting.
     fn file(&self, serial: u64) -> Option<&Arc<File>> {
         if serial == self.serial {
@@ -291,8 +304,10 @@ impl StepLog {
         let Some(at) = self.write(st) else {
             return Ok(None);
         };
+        let lsn = st.logged + 1;
         if let Some(lease) = st.leases.get_mut(id) {
             lease.positions.insert(position);
+            lease.first_logged.get_or_insert(lsn);
         }
         Ok(Some(push(st, at, wf, who, None, expires_at)))
     }
@@ -463,25 +478,19 @@ impl StepLog {
             return;
         }
         self.flushes.fetch_add(1, Ordering::AcqRel);
+        // Steps being logged wait for this lock: it is held for little more than taking the
+        // flushed entries off the queue. They are freed, and full segments kept as spares,
+        // after it is released.
         let mut guard = lock(&self.state);
         let st = &mut *guard;
         let done: Vec<Pending> = st.pending.drain(..n.min(st.pending.len())).collect();
-        let mut last: Option<&str> = None;
-        for p in &done {
-            // Entries come in runs of one workflow: one lookup per run.
-            if last != Some(&*p.id) {
-                if let Some(lease) = st.leases.get_mut(&*p.id) {
-                    lease.in_table = true;
-                }
-                last = Some(&*p.id);
-            }
+        if let Some(last) = done.last() {
+            st.flushed = last.lsn;
         }
         // Retired segments whose last entry is in the tables become spares.
-        let waiting = st.pending.front().map_or(u64::MAX, |p| p.lsn);
-        while st.retired.front().is_some_and(|r| r.last < waiting) {
-            if let Some(r) = st.retired.pop_front() {
-                self.spares.keep(r.segment);
-            }
+        let mut spares = Vec::new();
+        while st.retired.front().is_some_and(|r| r.last <= st.flushed) {
+            spares.extend(st.retired.pop_front());
         }
         if st.pending.is_empty()
             && let Some(seg) = st.segment.as_mut()
@@ -489,10 +498,11 @@ impl StepLog {
             // Everything is in the database: start the segment over.
             seg.start_over();
         }
-        // The flushed entries are freed after the lock is released: steps being logged
-        // meanwhile need not wait for that.
         drop(guard);
         drop(done);
+        for r in spares {
+            self.spares.keep(r.segment);
+        }
     }
 
     /// Workflow `id`'s logged steps not yet in the journal table, read back from the log, and
@@ -519,7 +529,7 @@ impl StepLog {
                 steps.push(step);
             }
         }
-        let in_table = st.leases.get(id).is_none_or(|l| l.in_table);
+        let in_table = st.in_table(id);
         Ok((steps, in_table))
     }
 
@@ -568,6 +578,7 @@ impl StepLog {
                     owner: owner.clone(),
                     expires_at,
                     in_table: !positions.is_empty(),
+                    first_logged: None,
                     positions: positions.iter().map(|p| self.position_hash(p)).collect(),
                     child: claim.record.parent_id.is_some(),
                 },

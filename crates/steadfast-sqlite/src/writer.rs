@@ -14,6 +14,10 @@
 //!   batch that met a lock, for requests that arrive while a caller's commit runs, and when the
 //!   checkpoints need it (see [`crate::checkpoint`]), the dedicated writer thread leads, so an
 //!   async executor never waits for a lock or a disk sync.
+//! - **Giving way.** A request that arrives while the writer thread flushes the step log in the
+//!   background interrupts the flush within a few entries and is committed at once. Its caller
+//!   polls for the answer for up to [`SPIN`] before it waits to be woken: the wake-up of a
+//!   parked thread costs more than the wait.
 //!
 //! [`Durability::ProcessCrashSafe`]: crate::Durability::ProcessCrashSafe
 //! [`Durability::PowerLossSafe`]: crate::Durability::PowerLossSafe
@@ -42,6 +46,11 @@ const FLUSH_CHUNK: usize = 256;
 /// its pages to be written; after this many in a row, requests join the next flush instead, so
 /// that a steady stream of them cannot keep the step log from the tables.
 const MAX_INTERRUPTIONS: u32 = 2;
+
+/// A request that arrives while the writer thread flushes the step log in the background is
+/// committed within a few entries (the flush gives way to it): its caller polls for the answer
+/// this long before it waits to be woken, which would cost it more than the wait.
+const SPIN: Duration = Duration::from_micros(100);
 
 /// At most this many requests share one transaction.
 const MAX_BATCH: usize = 512;
@@ -74,6 +83,8 @@ struct Queue {
     closed: bool,
     /// When the writer thread flushes the step log (if no transaction did before).
     flush_at: Option<Instant>,
+    /// Whether the writer thread runs a flush of the step log that gives way to requests.
+    background: bool,
     /// Whether the writer thread waits for a wake-up, and until when (`Some(None)`: until
     /// woken). When it does not, it looks at the queue before it waits again: a change to
     /// the queue then needs no wake-up, which is a system call.
@@ -146,6 +157,7 @@ impl Writer {
                 leader: Leader::None,
                 closed: false,
                 flush_at: None,
+                background: false,
                 asleep: None,
             }),
             wake: Condvar::new(),
@@ -188,8 +200,8 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let lead = {
+        let (tx, mut rx) = oneshot::channel();
+        let (lead, spin) = {
             let mut q = lock(&self.queue);
             if q.closed {
                 return Err(stopped());
@@ -198,16 +210,30 @@ impl Writer {
             match q.leader {
                 Leader::None if self.inline => {
                     q.leader = Leader::Caller;
-                    true
+                    (true, false)
                 }
                 Leader::None => {
                     self.hand_to_thread(&mut q);
-                    false
+                    (false, false)
                 }
                 // The leader takes the request with its next batch.
-                Leader::Caller | Leader::Thread => false,
+                Leader::Caller => (false, false),
+                Leader::Thread => (false, q.background),
             }
         };
+        if spin {
+            let until = Instant::now() + SPIN;
+            loop {
+                match rx.try_recv() {
+                    Ok(answer) => return answer,
+                    Err(oneshot::error::TryRecvError::Closed) => return Err(stopped()),
+                    Err(oneshot::error::TryRecvError::Empty) if Instant::now() < until => {
+                        std::hint::spin_loop();
+                    }
+                    Err(oneshot::error::TryRecvError::Empty) => break,
+                }
+            }
+        }
         if lead {
             let mut lead = Lead {
                 writer: self,
@@ -251,6 +277,7 @@ impl Writer {
         loop {
             let (owed, batch, flush) = {
                 let mut q = lock(&self.queue);
+                q.background = false;
                 loop {
                     let now = Instant::now();
                     let flush = q.flush_at.is_some_and(|t| t <= now);
@@ -263,7 +290,9 @@ impl Writer {
                             if flush {
                                 q.flush_at = None;
                             }
-                            break (owed, Self::take_batch(&mut q), flush);
+                            let batch = Self::take_batch(&mut q);
+                            q.background = flush && batch.is_empty() && owed != task::FINISH;
+                            break (owed, batch, flush);
                         }
                         q.leader = Leader::None;
                     }
@@ -301,6 +330,7 @@ impl Writer {
             let flushes = self.log.as_ref().map_or(0, |l| l.flushes());
             let interruptions = self.interruptions.load(Ordering::Relaxed);
             let _ = commit_batch(&conn.conn, batch, false, self.log.as_deref(), chunk, self);
+            lock(&self.queue).background = false;
             self.checkpoints.committed_on_thread();
             let interrupted = self.interruptions.load(Ordering::Relaxed) > interruptions;
             if self.log.as_ref().is_some_and(|l| l.flushes() != flushes) {

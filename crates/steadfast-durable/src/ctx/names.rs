@@ -58,11 +58,22 @@ pub(super) fn concat(head: &str, tail: &str) -> String {
     s
 }
 
-/// Appends the decimal digits of `n`.
-pub(super) fn push_u32(s: &mut String, n: u32) {
-    use std::fmt::Write as _;
-    // Writing to a `String` cannot fail.
-    let _ = write!(s, "{n}");
+/// Appends the decimal digits of `n` (without the formatting machinery: step ids are made
+/// for every step).
+pub(super) fn push_u32(s: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        s.push(char::from(d));
+    }
 }
 
 /// A step's short name, the name its ids count under (`model_request`, `tool__ask`), given in
