@@ -389,12 +389,18 @@ mod tests {
     #[test]
     fn a_record_damaged_in_the_segment_fails_the_flush_with_a_clear_error() {
         let (dir, conn, log) = logged_steps(3);
-        let segment = std::fs::read_dir(crate::steplog::dir_of(&dir.join("t.db")))
+        // The segment written to: its first record has a length (a spare prepared meanwhile
+        // holds zeros).
+        let (segment, mut bytes) = std::fs::read_dir(crate::steplog::dir_of(&dir.join("t.db")))
             .unwrap()
             .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "log"))
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            .find(|(_, b)| b.len() >= 4 && b[0..4] != [0; 4])
             .unwrap();
-        let mut bytes = std::fs::read(&segment).unwrap();
         // A byte of the second record's payload (each record is well over 40 bytes).
         let second = 12 + u32::from_le_bytes(bytes[0..4].try_into().unwrap()) as usize;
         bytes[second + 30] ^= 0xff;
@@ -415,6 +421,7 @@ mod tests {
         assert_eq!(count, 0);
         assert_eq!(log.pending(), 3);
         drop(conn);
+        log.close();
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -326,9 +326,15 @@ impl Writer {
             conn.set_waits(true, self.busy_timeout);
             self.count(batch.len());
             // Waiting for the lock, the batch cannot come back.
-            let chunk = if flush { FLUSH_CHUNK } else { 0 };
             let flushes = self.log.as_ref().map_or(0, |l| l.flushes());
             let interruptions = self.interruptions.load(Ordering::Relaxed);
+            // After an interrupted flush, a quarter of the chunk, and a sixteenth after two: the
+            // requests that keep arriving then wait for a short one, or join it.
+            let chunk = if flush {
+                FLUSH_CHUNK >> (2 * interruptions.min(MAX_INTERRUPTIONS))
+            } else {
+                0
+            };
             let _ = commit_batch(&conn.conn, batch, false, self.log.as_deref(), chunk, self);
             lock(&self.queue).background = false;
             self.checkpoints.committed_on_thread();
