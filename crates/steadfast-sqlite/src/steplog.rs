@@ -147,7 +147,7 @@ struct Pending {
     id: Arc<str>,
     owner: Arc<str>,
     /// The end of a workflow, which reads of the workflow add; `None` for a step.
-    finish: Option<Arc<FinishEntry>>,
+    finish: Option<Box<FinishEntry>>,
     /// The lease's expiry as the store knew it when the entry was logged.
     expires_at: Millis,
 }
@@ -199,15 +199,21 @@ impl State {
             .is_none_or(|l| l.in_table || l.first_logged.is_some_and(|first| first <= self.flushed))
     }
 
-    /// The file of segment number `serial`, if it still has entries waiting.
-    fn file(&self, serial: u64) -> Option<&Arc<File>> {
-        if serial == self.serial {
-            return self.segment.as_ref().map(|s| &s.file);
-        }
-        self.retired
-            .iter()
-            .find(|r| r.serial == serial)
-            .map(|r| &r.segment.file)
+    /// The file of segment number `serial`, which has entries waiting.
+    fn file(&self, serial: u64) -> Result<&Arc<File>, StoreError> {
+        let file = if serial == self.serial {
+            self.segment.as_ref().map(|s| &s.file)
+        } else {
+            self.retired
+                .iter()
+                .find(|r| r.serial == serial)
+                .map(|r| &r.segment.file)
+        };
+        file.ok_or_else(|| {
+            StoreError::Backend(format!(
+                "the step log lost segment {serial} with entries waiting"
+            ))
+        })
     }
 }
 
@@ -239,6 +245,12 @@ pub(crate) fn dir_of(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push("-steplog");
     PathBuf::from(name)
+}
+
+/// Read `buf.len()` bytes of records at `offset` of a segment of this store's.
+fn read_back(file: &File, buf: &mut [u8], offset: u64) -> Result<(), StoreError> {
+    file.read_exact_at(buf, offset)
+        .map_err(|e| StoreError::Backend(format!("cannot read the step log back: {e}")))
 }
 
 /// A record of this store's own log that does not read back as it was written.
@@ -344,7 +356,7 @@ impl StepLog {
             return Ok(Logged::Transaction(finish));
         };
         st.leases.remove(&finish.id);
-        let flush = push(st, at, wf, who, Some(Arc::new(finish)), expires_at);
+        let flush = push(st, at, wf, who, Some(Box::new(finish)), expires_at);
         Ok(Logged::Done(flush))
     }
 
@@ -419,9 +431,7 @@ impl StepLog {
         for run in self.runs(limit)? {
             let total = run.lens.iter().map(|&l| l as usize).sum();
             bytes.resize(total, 0);
-            run.file
-                .read_exact_at(&mut bytes, run.offset)
-                .map_err(|e| StoreError::Backend(format!("cannot read the step log back: {e}")))?;
+            read_back(&run.file, &mut bytes, run.offset)?;
             let mut at = 0;
             for len in run.lens {
                 if taken > 0 && taken % GIVE_WAY_EVERY == 0 && give_way() {
@@ -449,14 +459,8 @@ impl StepLog {
             match runs.last_mut() {
                 Some(run) if last == Some((p.segment, p.offset)) => run.lens.push(p.len),
                 _ => {
-                    let file = st.file(p.segment).ok_or_else(|| {
-                        StoreError::Backend(format!(
-                            "the step log lost segment {} with entries waiting",
-                            p.segment
-                        ))
-                    })?;
                     runs.push(Run {
-                        file: file.clone(),
+                        file: st.file(p.segment)?.clone(),
                         offset: p.offset,
                         lens: vec![p.len],
                     });
@@ -515,15 +519,8 @@ impl StepLog {
             .iter()
             .filter(|p| p.finish.is_none() && *p.id == *id)
         {
-            let file = st.file(p.segment).ok_or_else(|| {
-                StoreError::Backend(format!(
-                    "the step log lost segment {} with entries waiting",
-                    p.segment
-                ))
-            })?;
             let mut record = vec![0; p.len as usize];
-            file.read_exact_at(&mut record, p.offset)
-                .map_err(|e| StoreError::Backend(format!("cannot read the step log back: {e}")))?;
+            read_back(st.file(p.segment)?, &mut record, p.offset)?;
             let entry = decode_record(&record).and_then(Written::into_entry);
             if let Entry::Step(step) = entry.map_err(unreadable)? {
                 steps.push(step);
@@ -675,7 +672,7 @@ fn push(
     (segment, offset, len): (u64, u64, u32),
     id: Arc<str>,
     owner: Arc<str>,
-    finish: Option<Arc<FinishEntry>>,
+    finish: Option<Box<FinishEntry>>,
     expires_at: Millis,
 ) -> Option<Duration> {
     st.logged += 1;
