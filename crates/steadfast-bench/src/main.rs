@@ -168,6 +168,8 @@ fn run(cli: &Cli, sections: &[&str]) -> anyhow::Result<()> {
     );
     for name in sections {
         eprintln!("[{name}]");
+        // The sections before this one wrote databases of their own.
+        steadfast_bench::stats::settle_disk();
         let t = Instant::now();
         if let Err(e) = run_section(name, cli.quick, &scratch, &rt, &mut report) {
             report.error(name, &e);

@@ -43,6 +43,13 @@ pub fn summarize(mut samples: Vec<f64>) -> Summary {
     }
 }
 
+/// Wait until what ran before has its writes on the disk (`sync`), so that a measurement
+/// does not share the disk with the write-back of another one's files; its own writes still
+/// count. Nothing happens where `sync` cannot run.
+pub fn settle_disk() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 /// The median of `samples`.
 pub fn median(samples: Vec<f64>) -> f64 {
     summarize(samples).median

@@ -157,7 +157,9 @@ impl Engine {
             )));
         }
         match claim {
-            Some((slot, claim)) => slot.run(claim),
+            // Created by this call and leased to this worker since: no step can be journaled
+            // yet, so the run does not read the journal.
+            Some((slot, claim)) => slot.run(claim, created == Created::New),
             None => self.wake.notify_one(),
         }
         Ok(self.handle(id))

@@ -294,7 +294,7 @@ async fn main_loop(w: Arc<WorkerShared>, mut stop: watch::Receiver<bool>) {
                 Ok(claims) => {
                     for c in claims {
                         w.active.fetch_add(1, Ordering::SeqCst);
-                        if let Some(id) = spawn_run(&w, c) {
+                        if let Some(id) = spawn_run(&w, c, false) {
                             give_back(&w, id);
                         }
                     }
@@ -415,9 +415,10 @@ impl Slot {
 
     /// Run `claim`, claimed for this worker by [`Engine::start`](crate::Engine::start). A
     /// worker that has stopped gives the workflow back at once.
-    pub(crate) fn run(mut self, claim: Claim) {
+    /// Run `claim`; `new`: the workflow was created with this claim, so its journal is empty.
+    pub(crate) fn run(mut self, claim: Claim, new: bool) {
         self.used = true;
-        if let Some(id) = spawn_run(&self.worker, claim) {
+        if let Some(id) = spawn_run(&self.worker, claim, new) {
             give_back(&self.worker, id);
         }
     }
@@ -458,8 +459,9 @@ fn give_back(w: &Arc<WorkerShared>, id: String) {
 }
 
 /// Run `claim` in a slot already counted in `active`. If it cannot run (the worker has stopped,
-/// or does not know the workflow), the slot is given back and so is the workflow's id.
-fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) -> Option<String> {
+/// or does not know the workflow), the slot is given back and so is the workflow's id. `new`:
+/// the workflow was created with the claim, and its journal is not read.
+fn spawn_run(w: &Arc<WorkerShared>, claim: Claim, new: bool) -> Option<String> {
     let rec = claim.record;
     let Some(wf) = w.workflows.get(&rec.name).cloned() else {
         w.unreserve();
@@ -526,7 +528,7 @@ fn spawn_run(w: &Arc<WorkerShared>, claim: Claim) -> Option<String> {
         tokio::spawn(async move {
             let id = run.id.clone();
             let this = run.clone();
-            let end = execute_run(&w, run, wf, input, report)
+            let end = execute_run(&w, run, wf, input, new, report)
                 .instrument(span)
                 .await;
             // The end is there for the handles waiting for it before the run leaves the list
@@ -626,16 +628,23 @@ fn panicked(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Run a workflow until it ends or suspends, and record that. Returns its end if it ended for
-/// good and a handle of this process waits for it.
+/// good and a handle of this process waits for it. `new`: the workflow was just created, with
+/// an empty journal.
 async fn execute_run(
     w: &Arc<WorkerShared>,
     run: Arc<RunShared>,
     wf: Arc<dyn ErasedWorkflow>,
     input: Value,
+    new: bool,
     mut report: RunSpan,
 ) -> Option<End> {
     let store = run.store.clone();
-    match store.load_journal(&run.id).await {
+    let journal = if new {
+        Ok(Vec::new())
+    } else {
+        store.load_journal(&run.id).await
+    };
+    match journal {
         Ok(steps) => {
             let mut j = run.journal.lock().unwrap_or_else(|e| e.into_inner());
             for s in steps {
