@@ -413,9 +413,9 @@ impl Slot {
         self.claiming = None;
     }
 
-    /// Run `claim`, claimed for this worker by [`Engine::start`](crate::Engine::start). A
-    /// worker that has stopped gives the workflow back at once.
-    /// Run `claim`; `new`: the workflow was created with this claim, so its journal is empty.
+    /// Run `claim`, claimed for this worker by [`Engine::start`](crate::Engine::start); `new`:
+    /// the workflow was created with the claim, so its journal is empty. A worker that has
+    /// stopped gives the workflow back at once.
     pub(crate) fn run(mut self, claim: Claim, new: bool) {
         self.used = true;
         if let Some(id) = spawn_run(&self.worker, claim, new) {
