@@ -10,7 +10,7 @@
 //!
 //! **Warm-up.** Each configuration plays `WARMUP` games before those it counts. On SQLite it
 //! plays on until the store's WAL has reached its working size and is being reused (see
-//! [`Warmup::Wal`]), some 200 games: a worker on a new database file grows its WAL by some
+//! `Warmup::Wal`), some 200 games: a worker on a new database file grows its WAL by some
 //! 30 MB first, and a write that extends a file costs more than one that overwrites pages it
 //! has. A worker does that once, in its first second; the headline figure is that of a worker
 //! that has run for longer. The games of a new file are measured too, as a figure of their own
