@@ -53,7 +53,6 @@ const MAX_WARMUP: usize = 3000;
 const GAMES: usize = 101;
 
 /// How a configuration warms up before the games it counts.
-#[derive(Clone)]
 enum Warmup {
     /// `WARMUP` games.
     Games,
@@ -184,14 +183,18 @@ async fn play_games(
     Ok(played)
 }
 
-/// The wall times (ms) of `games` durable games on `store`, with nothing between the engine
-/// and the store, and how they were warmed up.
+/// What [`wall_games`] measured.
 struct Walls {
+    /// The counted games' wall times (ms).
     summary: crate::stats::Summary,
+    /// The games played to warm up.
     warmup_games: usize,
+    /// With [`Warmup::Wal`], the WAL's size when the counted games began (bytes).
     wal_bytes: u64,
 }
 
+/// The wall times of `games` durable games on `store`, with nothing between the engine and
+/// the store, after `warmup`.
 async fn wall_games(
     store: impl Store + 'static,
     label: &str,
