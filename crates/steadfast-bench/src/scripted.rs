@@ -31,7 +31,7 @@ use steadfast_sqlite::{Durability, SqliteOptions};
 
 use crate::game::{self, GameWorkflow};
 use crate::report::{Figure, Report};
-use crate::stats::{median, ms, open_sqlite, open_sqlite_with, settle_disk};
+use crate::stats::{bytes_written, median, ms, open_sqlite, open_sqlite_with, settle_disk};
 use crate::timed_store::{StoreProbe, TimedStore};
 
 const K: u32 = 50;
@@ -98,6 +98,10 @@ struct Played {
     warmup_games: usize,
     /// With [`Warmup::Wal`], the WAL's size when the counted games began (bytes).
     wal_bytes: u64,
+    /// Through a probe: every `start_claimed` call's time (µs).
+    start_samples: Vec<f64>,
+    /// What the process wrote per counted game, by all its threads (KB), where that is known.
+    written_kb: Option<f64>,
 }
 
 /// `games` durable games on `store`, after a warm-up, played in a task of the runtime (or,
@@ -166,6 +170,7 @@ async fn play_games(
         }
     }
     played.warmup_games = g;
+    let written = bytes_written();
     for _ in 0..games {
         if let Some(p) = &probe {
             p.reset();
@@ -178,7 +183,11 @@ async fn play_games(
             played.commits.push(c.calls as f64);
             played.commit_ms.push(ms(c.total));
             played.commit_samples.extend(p.samples("commit_step"));
+            played.start_samples.extend(p.samples("start_claimed"));
         }
+    }
+    if let (Some(before), Some(after)) = (written, bytes_written()) {
+        played.written_kb = Some(after.saturating_sub(before) as f64 / 1e3 / games.max(1) as f64);
     }
     Ok(played)
 }
@@ -191,6 +200,8 @@ struct Walls {
     warmup_games: usize,
     /// With [`Warmup::Wal`], the WAL's size when the counted games began (bytes).
     wal_bytes: u64,
+    /// What the process wrote per counted game (KB), where that is known.
+    written_kb: Option<f64>,
 }
 
 /// The wall times of `games` durable games on `store`, with nothing between the engine and
@@ -207,6 +218,7 @@ async fn wall_games(
         summary: crate::stats::summarize(played.walls),
         warmup_games: played.warmup_games,
         wal_bytes: played.wal_bytes,
+        written_kb: played.written_kb,
     })
 }
 
@@ -218,6 +230,8 @@ struct Durable {
     commit_ms_per_game: f64,
     commit_mean_us: f64,
     commit: crate::stats::Summary,
+    /// Each game's `start_claimed` (µs).
+    start: crate::stats::Summary,
 }
 
 async fn durable_games(
@@ -236,6 +250,7 @@ async fn durable_games(
         commit_ms_per_game: t,
         commit_mean_us: if n > 0.0 { t * 1e3 / n } else { 0.0 },
         commit: crate::stats::summarize(played.commit_samples),
+        start: crate::stats::summarize(played.start_samples),
     })
 }
 
@@ -301,7 +316,9 @@ pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result
                 "{note}, after {} warm-up games (the WAL at its working size, {:.1} MB); mean \
                  {:.3} ms, p90 {:.3} (a game that overlaps a flush of the step log into the \
                  tables takes longer); through the timing wrapper {:.3} ms, of which {:.0} \
-                 commit_step awaits: {:.2} ms (mean {:.1} µs, median {:.1}, p90 {:.1})",
+                 commit_step awaits: {:.2} ms (mean {:.1} µs, median {:.1}, p90 {:.1}) and \
+                 the start: median {:.0} µs, mean {:.0}, p90 {:.0} (it waits while a flush \
+                 of the step log commits){}",
                 sqlite_games.warmup_games,
                 sqlite_games.wal_bytes as f64 / 1e6,
                 sqlite_games.summary.mean,
@@ -311,7 +328,13 @@ pub async fn run(quick: bool, dir: &Path, report: &mut Report) -> anyhow::Result
                 sqlite.commit_ms_per_game,
                 sqlite.commit_mean_us,
                 sqlite.commit.median,
-                sqlite.commit.p90
+                sqlite.commit.p90,
+                sqlite.start.median,
+                sqlite.start.mean,
+                sqlite.start.p90,
+                sqlite_games.written_kb.map_or(String::new(), |kb| format!(
+                    "; {kb:.0} KB written per game (step log, WAL and checkpoints)"
+                ))
             )),
     );
     // The first games of a new database file, while its WAL grows.

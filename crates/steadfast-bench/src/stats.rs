@@ -50,6 +50,15 @@ pub fn settle_disk() {
     let _ = std::process::Command::new("sync").status();
 }
 
+/// The bytes this process has passed to `write` calls so far (`wchar` of `/proc/self/io`), on
+/// systems that count them.
+pub fn bytes_written() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The median of `samples`.
 pub fn median(samples: Vec<f64>) -> f64 {
     summarize(samples).median

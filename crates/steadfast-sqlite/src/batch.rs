@@ -250,7 +250,7 @@ pub(crate) fn commit_batch(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashSet;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -272,7 +272,8 @@ mod tests {
         }
     }
 
-    fn step(position: usize) -> StepRecord {
+    /// A user step at `position` whose output is `position`.
+    pub(crate) fn step(position: usize) -> StepRecord {
         StepRecord {
             position: position.to_string(),
             step_id: format!("s#{position}"),

@@ -37,7 +37,9 @@
 //! - **Schema.** The file is marked as a Steadfast store (`PRAGMA application_id`) and carries
 //!   its schema version (`PRAGMA user_version`); opening migrates older files, and refuses newer
 //!   ones ([`StoreError::NewerSchema`]) and files that are not Steadfast stores
-//!   ([`StoreError::Corrupt`]).
+//!   ([`StoreError::Corrupt`]). Version 2 keys the journal by workflow and commit order, as
+//!   its rows arrive; opening a version 1 file rebuilds its journal table once, in one
+//!   transaction, and a build that knows only version 1 then refuses the file.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), steadfast_durable::StoreError> {

@@ -79,6 +79,36 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX mailbox_unconsumed ON mailbox (workflow_id, topic, seq) WHERE consumed = 0;
     ",
+    // 2: the journal keyed by its order. A workflow's steps arrive in `seq` order, so its rows
+    // are appended to its range of the table rather than scattered over it, as positions
+    // ("agent#1/1", "agent#1/10", "agent#1/2", ...) would scatter them: a flush writes fewer
+    // pages, and a replay reads the rows in the table's own order. Positions stay unique
+    // through an index.
+    "
+    CREATE TABLE journal_by_seq (
+        workflow_id TEXT NOT NULL REFERENCES workflows (id) ON DELETE CASCADE,
+        position    TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        step_id     TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        input_hash  TEXT NOT NULL,
+        input       TEXT,
+        output      TEXT NOT NULL,
+        ok          INTEGER NOT NULL,
+        attempts    INTEGER NOT NULL,
+        started_at  INTEGER NOT NULL,
+        duration_us INTEGER NOT NULL,
+        PRIMARY KEY (workflow_id, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO journal_by_seq
+        SELECT workflow_id, position, seq, step_id, kind, name, input_hash, input, output, ok,
+               attempts, started_at, duration_us
+        FROM journal ORDER BY workflow_id, seq;
+    DROP TABLE journal;
+    ALTER TABLE journal_by_seq RENAME TO journal;
+    CREATE UNIQUE INDEX journal_position ON journal (workflow_id, position);
+    ",
 ];
 
 /// Prepared statements kept per connection.
@@ -213,5 +243,131 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
             let _ = conn.execute_batch("ROLLBACK");
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rusqlite::params;
+    use steadfast_durable::Store;
+
+    use super::*;
+    use crate::SqliteStore;
+    use crate::batch::tests::step;
+
+    /// A database file of schema version 1 (as earlier builds wrote it) with two workflows of
+    /// name `w`: `done`, completed with 12 steps, and `live`, pending with 3. Positions
+    /// (`1`, `10`, `11`, `12`, `2`, ...) sort apart from the steps' order.
+    fn version_1(path: &Path) {
+        let conn = Connection::open(path).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1;"
+        ))
+        .unwrap();
+        for (id, status, steps) in [("done", "completed", 12), ("live", "pending", 3)] {
+            let output = (status == "completed").then_some("\"out\"");
+            conn.execute(
+                "INSERT INTO workflows (id, name, input, status, output, created_at, updated_at) \
+                 VALUES (?1, 'w', 'null', ?2, ?3, 1, 2)",
+                params![id, status, output],
+            )
+            .unwrap();
+            for seq in 1..=steps {
+                conn.execute(
+                    "INSERT INTO journal (workflow_id, position, seq, step_id, kind, name, \
+                         input_hash, input, output, ok, attempts, started_at, duration_us) \
+                     VALUES (?1, ?2, ?3, ?4, 'step', 's', 'h', NULL, ?5, 1, 1, ?3, 7)",
+                    params![
+                        id,
+                        seq.to_string(),
+                        seq,
+                        format!("s#{seq}"),
+                        seq.to_string()
+                    ],
+                )
+                .unwrap();
+            }
+        }
+    }
+
+    fn names(conn: &Connection, sql: &str) -> Vec<String> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_version_1_file_opens_migrated_with_its_journal() {
+        let dir = std::env::temp_dir().join(format!("steadfast-schema-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v1.db");
+        version_1(&path);
+
+        let store = SqliteStore::open(&path).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, supported_version());
+        let key = names(
+            &conn,
+            "SELECT name FROM pragma_table_info('journal') WHERE pk > 0 ORDER BY pk",
+        );
+        assert_eq!(key, ["workflow_id", "seq"]);
+        let indexes = names(
+            &conn,
+            "SELECT name FROM pragma_index_list('journal') WHERE origin = 'c'",
+        );
+        assert_eq!(indexes, ["journal_position"]);
+
+        // The journal reads back as it was written, in order.
+        let done = store.load_journal("done").await.unwrap();
+        assert_eq!(done.len(), 12);
+        for (i, s) in done.iter().enumerate() {
+            let n = i as i64 + 1;
+            assert_eq!((s.seq, s.position.as_str()), (n, n.to_string().as_str()));
+            assert_eq!(s.output.as_ref().unwrap().get(), n.to_string());
+            assert_eq!((s.started_at, s.duration_us), (n, 7));
+        }
+
+        // A new step follows the migrated ones, and a position taken is refused.
+        let names_w = ["w".to_string()];
+        let claims = store
+            .claim("w2", &names_w, 10, Duration::from_secs(60), &[])
+            .await
+            .unwrap();
+        assert_eq!(claims.len(), 1);
+        store
+            .commit_step("live", "w2", step(4), None)
+            .await
+            .unwrap();
+        let err = store
+            .commit_step("live", "w2", step(2), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::DuplicateStep { .. }), "{err:?}");
+        store.flush().await.unwrap();
+        let live = store.load_journal("live").await.unwrap();
+        let order: Vec<(i64, &str)> = live.iter().map(|s| (s.seq, s.position.as_str())).collect();
+        assert_eq!(order, [(1, "1"), (2, "2"), (3, "3"), (4, "4")]);
+        let in_table: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM journal WHERE workflow_id = 'live'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(in_table, 4);
+
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -160,8 +160,8 @@ struct LocalLease {
     /// No later than the lease's expiry in the database.
     expires_at: Millis,
     /// The hashes of the positions in the journal and in the log ([`StepLog::position_hash`]).
-    /// A step whose position's hash is there commits by transaction, whose primary key tells
-    /// a step committed twice from two positions with one hash.
+    /// A step whose position's hash is there commits by transaction, where the journal's
+    /// unique index on positions tells a step committed twice from two positions with one hash.
     positions: HashSet<u64>,
     /// Whether the journal table may hold steps of the workflow (else the log has them all),
     /// by transaction or from the journal as claimed; see [`State::in_table`] for flushed ones.

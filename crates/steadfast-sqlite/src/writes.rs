@@ -390,7 +390,7 @@ pub(crate) fn commit_step(
         }
     }
     // One statement: the fence (no sequence number, so a NOT NULL failure, unless `owner`
-    // holds the lease), the next sequence number, and the primary key that refuses a second
+    // holds the lease), the next sequence number, and the unique index that refuses a second
     // record at the same position. SQLite checks NOT NULL before uniqueness, as `fence` comes
     // before the duplicate check above.
     let inserted = conn
@@ -432,7 +432,7 @@ pub(crate) fn commit_step(
                 step.position
             )))
         }
-        Some(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => Err(step.duplicate()),
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE) => Err(step.duplicate()),
         _ => Err(map_err(e)),
     }
 }
