@@ -34,6 +34,13 @@
 //!   `BEGIN IMMEDIATE`, so claims and lease changes are serialized across processes; the busy
 //!   timeout makes a process wait for the lock rather than fail. A lock held longer than that
 //!   is reported as [`StoreError::Locked`].
+//! - **A store alone.** While no other store has the file open
+//!   ([`SqliteStore::has_file_to_itself`]), the step log also takes the starts of the
+//!   top-level workflows that the store's own worker runs ([`Store::start_claimed`]): the id
+//!   is checked in memory and in the table, and the start is logged without a transaction.
+//!   A store that opens the file meanwhile waits (up to the busy timeout) until the first has
+//!   moved its log into the tables, within about 10 ms; both then start by transaction. The
+//!   folder `{db}-steplog` keeps the two lock files that arrange this.
 //! - **Schema.** The file is marked as a Steadfast store (`PRAGMA application_id`) and carries
 //!   its schema version (`PRAGMA user_version`); opening migrates older files, and refuses newer
 //!   ones ([`StoreError::NewerSchema`]) and files that are not Steadfast stores
@@ -57,6 +64,7 @@ mod batch;
 mod checkpoint;
 mod reads;
 mod schema;
+mod sole;
 mod steplog;
 mod threads;
 mod writer;
@@ -76,6 +84,8 @@ use steadfast_durable::{
     WorkflowSummary, now_millis,
 };
 
+use crate::sole::Sole;
+use crate::steplog::StartEntry;
 use crate::threads::Threads;
 
 /// How much a committed write survives.
@@ -138,6 +148,10 @@ struct Inner {
     path: PathBuf,
     options: SqliteOptions,
     threads: Threads,
+    /// Held by a creation of a workflow while the step log may start workflows: a start by
+    /// the log decides in memory that its id is new, so no other creation may commit or log
+    /// one between its check and its entry.
+    creating: tokio::sync::Mutex<()>,
 }
 
 impl SqliteStore {
@@ -155,13 +169,19 @@ impl SqliteStore {
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let writer = schema::open_writer(&path, &options)?;
-        steplog::recover(&writer, &path)?;
-        let threads = Threads::start(writer, &path, &options, READERS)?;
+        // Before the logs of dead processes are imported: one that had the file to itself may
+        // have logged starts.
+        let sole = Sole::open(&path, &steplog::dir_of(&path))?;
+        if steplog::recover(&writer, &path)? {
+            sole.imported();
+        }
+        let threads = Threads::start(writer, &path, &options, READERS, sole)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 options,
                 threads,
+                creating: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -187,6 +207,74 @@ impl SqliteStore {
 
     fn log(&self) -> Option<&steplog::StepLog> {
         self.inner.threads.writer.log.as_deref()
+    }
+
+    /// Whether no other store, in this process or another, has the database file open. With
+    /// the step log (the default), such a store starts a workflow that its own worker runs by
+    /// logging it, without a transaction, and so without waiting for one. When another store
+    /// opens the file, this one moves its log into the tables and starts workflows by
+    /// transaction, until it is alone again (it checks every second).
+    pub fn has_file_to_itself(&self) -> bool {
+        self.inner.threads.sole.is_sole()
+    }
+
+    /// Workflow `id` as the log has it, if its start has not reached the tables yet.
+    fn logged_workflow(log: &steplog::StepLog, id: &str) -> Option<WorkflowRecord> {
+        let mut record = log.pending_start(id)?;
+        if let Some(end) = log.pending_finish(id) {
+            steplog::apply_finish(&mut record, end);
+        }
+        Some(record)
+    }
+
+    /// Start top-level workflow `new`, claimed by `owner`, by logging it; `None` to start it by
+    /// transaction instead (an existing workflow with entries in the log, a log that cannot be
+    /// written). The caller holds `creating`, and a [`sole::SoleStart`].
+    async fn start_by_log(
+        &self,
+        log: &steplog::StepLog,
+        new: &NewWorkflow,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<(Created, Option<Claim>)>, StoreError> {
+        // Logged and not flushed yet, or else in the table if it exists (a flush takes an entry
+        // off the log only once it is committed).
+        if let Some(existing) = Self::logged_workflow(log, &new.id) {
+            return Ok(Some((Created::Existing(existing), None)));
+        }
+        if log.holds(&new.id) {
+            return Ok(None);
+        }
+        let key = new.id.clone();
+        let t = &self.inner.threads;
+        if let Some(existing) = t.read_quick(move |c| reads::get_workflow(c, &key)).await? {
+            return Ok(Some((Created::Existing(existing), None)));
+        }
+        let now = now_millis();
+        let until = writes::lease_until(now, lease);
+        let start = StartEntry {
+            id: new.id.clone(),
+            name: new.name.clone(),
+            input: new.input.clone(),
+            owner: owner.to_owned(),
+            lease_expires_at: until,
+            at: now,
+        };
+        let record = start.record();
+        let Some(flush) = log.append_start(start)? else {
+            return Ok(None);
+        };
+        if let Some(delay) = flush {
+            t.writer.flush_within(delay);
+        }
+        let claim = Claim { record };
+        log.claimed(
+            owner,
+            until,
+            std::slice::from_ref(&claim),
+            vec![HashSet::new()],
+        );
+        Ok(Some((Created::New, Some(claim))))
     }
 
     /// Move what waits in the step log into the database (for reads across workflows).
@@ -221,6 +309,10 @@ impl Store for SqliteStore {
     fn create_workflow(&self, new: NewWorkflow) -> StoreFuture<'_, Created> {
         Box::pin(async move {
             let t = &self.inner.threads;
+            let _creating = match self.log() {
+                Some(_) => Some(self.inner.creating.lock().await),
+                None => None,
+            };
             // A new workflow has nothing in the log; an existing one is reported as it is.
             if self.log().is_some_and(|l| l.holds(&new.id)) {
                 t.write(move |c| writes::create_workflow(c, &new)).await
@@ -240,14 +332,24 @@ impl Store for SqliteStore {
         let id = new.id.clone();
         Box::pin(async move {
             let t = &self.inner.threads;
+            let Some(log) = self.log() else {
+                let who = owner.to_owned();
+                return t
+                    .write(move |c| writes::create(c, &new, Some((&who, lease))))
+                    .await;
+            };
+            let _creating = self.inner.creating.lock().await;
+            if new.parent_id.is_none()
+                && let Some(_start) = t.sole.enter()
+                && let Some(started) = self.start_by_log(log, &new, owner, lease).await?
+            {
+                return Ok(started);
+            }
+            let held = log.holds(&id);
+            let asked = now_millis();
             let who = owner.to_owned();
             let create =
                 move |c: &rusqlite::Connection| writes::create(c, &new, Some((&who, lease)));
-            let Some(log) = self.log() else {
-                return t.write(create).await;
-            };
-            let held = log.holds(&id);
-            let asked = now_millis();
             // As in `create_workflow`: only an existing workflow can have entries in the log.
             let (created, claim) = if held {
                 t.write(create).await?
@@ -270,6 +372,10 @@ impl Store for SqliteStore {
         let key = id.to_owned();
         Box::pin(async move {
             let t = &self.inner.threads;
+            // A workflow started by the log, before its start reaches the table.
+            if let Some(record) = self.log().and_then(|l| Self::logged_workflow(l, id)) {
+                return Ok(Some(record));
+            }
             // The log's view first: an end flushed meanwhile is then in both, never in neither.
             let ended = self.log().and_then(|l| l.pending_finish(id));
             let mut record = t.read_quick(move |c| reads::get_workflow(c, &key)).await?;

@@ -97,9 +97,10 @@ pub(crate) enum Logged<T> {
     Transaction(T),
 }
 
-/// A record of the log: a step, or the end of a workflow's run. A step is written in the
-/// binary form of `record.rs`; an end as JSON, `{"finish": {...}}`, and steps written by
-/// earlier builds as `{"step": {...}}`, which still read back.
+/// A record of the log: a step, the start of a workflow, or the end of its run. A step is
+/// written in the binary form of `record.rs`; a start as JSON, `{"start": {...}}`, an end as
+/// `{"finish": {...}}`, and steps written by earlier builds as `{"step": {...}}`, which still
+/// read back.
 ///
 /// Externally tagged, because a step embeds its input and output as raw JSON, which serde
 /// cannot read back through the buffering of an internally tagged enum. Records of builds that
@@ -110,8 +111,43 @@ pub(crate) enum Logged<T> {
 pub(crate) enum Entry {
     /// A journaled step.
     Step(EncodedStep),
+    /// A top-level workflow started and claimed while this store had the database to itself
+    /// (see `sole.rs`).
+    Start(StartEntry),
     /// A top-level workflow finished for good (`Outcome::Finished`).
     Finish(FinishEntry),
+}
+
+/// A workflow started by the log: its row in the `workflows` table, running under `owner`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StartEntry {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) input: Value,
+    pub(crate) owner: String,
+    pub(crate) lease_expires_at: Millis,
+    /// When it started (the record's `created_at`).
+    pub(crate) at: Millis,
+}
+
+impl StartEntry {
+    /// The workflow's record, as the table holds it once the entry is there.
+    pub(crate) fn record(&self) -> WorkflowRecord {
+        WorkflowRecord {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            input: self.input.clone(),
+            status: WorkflowStatus::Running,
+            output: None,
+            owner: Some(self.owner.clone()),
+            lease_expires_at: Some(self.lease_expires_at),
+            wake_at: None,
+            cancel_requested: false,
+            parent_id: None,
+            created_at: self.at,
+            updated_at: self.at,
+        }
+    }
 }
 
 /// The end of a workflow, as `Store::finish` was given it.
@@ -129,7 +165,18 @@ pub(crate) struct FinishEntry {
 #[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
 enum EntryRef<'a> {
+    Start(&'a StartEntry),
     Finish(&'a FinishEntry),
+}
+
+/// What reads of a workflow need of a waiting entry besides its record.
+enum Kept {
+    /// A step: reads take it from the segment.
+    Step,
+    /// A start, which reads of the workflow answer.
+    Start(Box<StartEntry>),
+    /// An end, which reads of the workflow add.
+    Finish(Box<FinishEntry>),
 }
 
 /// An entry waiting for the journal table. The entry itself is in its segment only: a flush
@@ -146,8 +193,8 @@ struct Pending {
     /// Its workflow and owner, shared with their lease.
     id: Arc<str>,
     owner: Arc<str>,
-    /// The end of a workflow, which reads of the workflow add; `None` for a step.
-    finish: Option<Box<FinishEntry>>,
+    /// A start or an end, which reads of the workflow need.
+    kept: Kept,
     /// The lease's expiry as the store knew it when the entry was logged.
     expires_at: Millis,
 }
@@ -185,6 +232,9 @@ struct State {
     flushed: u64,
     /// Logged entries not yet in the database, in commit order.
     pending: VecDeque<Pending>,
+    /// How many of `pending` belong to each workflow: reads and starts ask whether the log
+    /// holds anything of one, and should not walk the queue for it.
+    waiting: HashMap<Arc<str>, usize>,
     leases: HashMap<String, LocalLease>,
     /// The record being written; its allocation is kept for the next.
     buf: Vec<u8>,
@@ -321,7 +371,7 @@ impl StepLog {
             lease.positions.insert(position);
             lease.first_logged.get_or_insert(lsn);
         }
-        Ok(Some(push(st, at, wf, who, None, expires_at)))
+        Ok(Some(push(st, at, wf, who, Kept::Step, expires_at)))
     }
 
     /// The hash of step position `position` in the leases' sets.
@@ -356,8 +406,38 @@ impl StepLog {
             return Ok(Logged::Transaction(finish));
         };
         st.leases.remove(&finish.id);
-        let flush = push(st, at, wf, who, Some(Box::new(finish)), expires_at);
+        let flush = push(st, at, wf, who, Kept::Finish(Box::new(finish)), expires_at);
         Ok(Logged::Done(flush))
+    }
+
+    /// Log the start of top-level workflow `start.id`, claimed by `start.owner`: when to ask
+    /// the writer thread to flush; `None` if it was not logged (to commit by transaction).
+    /// The caller makes sure that no other start of the id is logged or committed meanwhile.
+    pub(crate) fn append_start(
+        &self,
+        start: StartEntry,
+    ) -> Result<Option<Option<Duration>>, StoreError> {
+        let mut guard = lock(&self.state);
+        let st = &mut *guard;
+        if !encode_into(&mut st.buf, &EntryRef::Start(&start)) {
+            return Ok(None);
+        }
+        let Some(at) = self.write(st) else {
+            return Ok(None);
+        };
+        let (id, owner): (Arc<str>, Arc<str>) = (
+            Arc::from(start.id.as_str()),
+            Arc::from(start.owner.as_str()),
+        );
+        let expires_at = start.lease_expires_at;
+        Ok(Some(push(
+            st,
+            at,
+            id,
+            owner,
+            Kept::Start(Box::new(start)),
+            expires_at,
+        )))
     }
 
     /// Write the record in `st.buf` at the end of the segment; where it went (segment,
@@ -488,6 +568,14 @@ impl StepLog {
         let mut guard = lock(&self.state);
         let st = &mut *guard;
         let done: Vec<Pending> = st.pending.drain(..n.min(st.pending.len())).collect();
+        for p in &done {
+            if let Some(count) = st.waiting.get_mut(&p.id) {
+                *count -= 1;
+                if *count == 0 {
+                    st.waiting.remove(&p.id);
+                }
+            }
+        }
         if let Some(last) = done.last() {
             st.flushed = last.lsn;
         }
@@ -514,10 +602,13 @@ impl StepLog {
     pub(crate) fn journal_view(&self, id: &str) -> Result<(Vec<EncodedStep>, bool), StoreError> {
         let st = lock(&self.state);
         let mut steps = Vec::new();
+        if !st.waiting.contains_key(id) {
+            return Ok((steps, st.in_table(id)));
+        }
         for p in st
             .pending
             .iter()
-            .filter(|p| p.finish.is_none() && *p.id == *id)
+            .filter(|p| matches!(p.kept, Kept::Step) && *p.id == *id)
         {
             let mut record = vec![0; p.len as usize];
             read_back(st.file(p.segment)?, &mut record, p.offset)?;
@@ -532,16 +623,31 @@ impl StepLog {
 
     /// The logged end of workflow `id`, if it has not reached the database yet.
     pub(crate) fn pending_finish(&self, id: &str) -> Option<FinishEntry> {
-        lock(&self.state)
-            .pending
-            .iter()
-            .rev()
-            .find_map(|p| p.finish.as_deref().filter(|f| f.id == id).cloned())
+        let st = lock(&self.state);
+        if !st.waiting.contains_key(id) {
+            return None;
+        }
+        st.pending.iter().rev().find_map(|p| match &p.kept {
+            Kept::Finish(f) if f.id == id => Some((**f).clone()),
+            _ => None,
+        })
+    }
+
+    /// Workflow `id` as its logged start made it, if that has not reached the database yet.
+    pub(crate) fn pending_start(&self, id: &str) -> Option<WorkflowRecord> {
+        let st = lock(&self.state);
+        if !st.waiting.contains_key(id) {
+            return None;
+        }
+        st.pending.iter().find_map(|p| match &p.kept {
+            Kept::Start(s) if s.id == id => Some(s.record()),
+            _ => None,
+        })
     }
 
     /// Whether anything of workflow `id` waits in the log.
     pub(crate) fn holds(&self, id: &str) -> bool {
-        lock(&self.state).pending.iter().any(|p| *p.id == *id)
+        lock(&self.state).waiting.contains_key(id)
     }
 
     /// Whether a claim that takes over the workflows of `dead_owners` and those whose lease
@@ -672,10 +778,11 @@ fn push(
     (segment, offset, len): (u64, u64, u32),
     id: Arc<str>,
     owner: Arc<str>,
-    finish: Option<Box<FinishEntry>>,
+    kept: Kept,
     expires_at: Millis,
 ) -> Option<Duration> {
     st.logged += 1;
+    *st.waiting.entry(id.clone()).or_insert(0) += 1;
     st.pending.push_back(Pending {
         lsn: st.logged,
         segment,
@@ -683,7 +790,7 @@ fn push(
         len,
         id,
         owner,
-        finish,
+        kept,
         expires_at,
     });
     match st.pending.len() {

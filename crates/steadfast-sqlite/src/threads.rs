@@ -1,5 +1,6 @@
 //! The connections of one store and the threads that own them: the write side (see
-//! [`crate::writer`]), the checkpointer (see [`crate::checkpoint`]) and a few readers.
+//! [`crate::writer`]), the checkpointer (see [`crate::checkpoint`]), a few readers, and the
+//! thread that shares the file with other processes (see [`crate::sole`]).
 //!
 //! A read is a closure sent over a channel to a reader thread; the answer comes back on a
 //! oneshot channel, so the futures work on any executor. A quick read (a row or two by key)
@@ -19,6 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::checkpoint::Checkpoints;
 use crate::schema::{connect, map_err};
+use crate::sole::{Hooks, Sole};
 use crate::steplog::StepLog;
 use crate::writer::{self, Writer, stopped};
 use crate::{Durability, SqliteOptions};
@@ -46,6 +48,7 @@ impl ReadConn {
 pub(crate) struct Threads {
     pub(crate) writer: Arc<Writer>,
     checkpoints: Arc<Checkpoints>,
+    pub(crate) sole: Arc<Sole>,
     readers: Option<Sender<ReadJob>>,
     /// The reader connections, each used by its thread and by quick reads.
     pool: Vec<Arc<Mutex<ReadConn>>>,
@@ -54,13 +57,14 @@ pub(crate) struct Threads {
 }
 
 impl Threads {
-    /// Start the write side on `conn`, the checkpointer, and `readers` reader threads, each
-    /// with its own connection.
+    /// Start the write side on `conn`, the checkpointer, `readers` reader threads, each with
+    /// its own connection, and the thread of `sole`.
     pub(crate) fn start(
         conn: Connection,
         path: &Path,
         options: &SqliteOptions,
         readers: usize,
+        sole: Sole,
     ) -> Result<Self, StoreError> {
         let inline = options.durability == Durability::ProcessCrashSafe;
         let checkpoints = Arc::new(Checkpoints::default());
@@ -76,6 +80,7 @@ impl Threads {
         let mut threads = Threads {
             writer: writer.clone(),
             checkpoints: checkpoints.clone(),
+            sole: Arc::new(sole),
             readers: Some(read_tx),
             pool: Vec::new(),
             busy_timeout: options.busy_timeout,
@@ -90,6 +95,45 @@ impl Threads {
         let handle = thread::Builder::new()
             .name("steadfast-sqlite-checkpointer".into())
             .spawn(move || checkpoints.thread_loop(&checkpointer))
+            .map_err(spawn_err)?;
+        threads.handles.push(handle);
+        let (sole, w, db) = (
+            threads.sole.clone(),
+            threads.writer.clone(),
+            path.to_owned(),
+        );
+        let handle = thread::Builder::new()
+            .name("steadfast-sqlite-sole".into())
+            .spawn(move || {
+                let flush = || match &w.log {
+                    Some(log) if log.has_pending() => {
+                        futures::executor::block_on(w.write(true, |_| Ok(())))
+                    }
+                    _ => Ok(()),
+                };
+                let import = || {
+                    let orphans = match &w.log {
+                        Some(log) => log.orphans(),
+                        None => StepLog::new(&db).orphans(),
+                    };
+                    if orphans.is_empty() {
+                        return Ok(());
+                    }
+                    let orphans = Arc::new(orphans);
+                    let held = orphans.clone();
+                    futures::executor::block_on(
+                        w.write(true, move |c| crate::steplog::import(c, &held)),
+                    )?;
+                    if let Ok(orphans) = Arc::try_unwrap(orphans) {
+                        crate::steplog::remove(orphans);
+                    }
+                    Ok(())
+                };
+                sole.thread_loop(&Hooks {
+                    flush: &flush,
+                    import: &import,
+                });
+            })
             .map_err(spawn_err)?;
         threads.handles.push(handle);
         let read_rx = Arc::new(Mutex::new(read_rx));
@@ -116,6 +160,7 @@ impl Threads {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
+        self.sole.ready(self.busy_timeout).await?;
         self.writer.write(true, f).await
     }
 
@@ -126,6 +171,7 @@ impl Threads {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
+        self.sole.ready(self.busy_timeout).await?;
         self.writer.write(false, f).await
     }
 
@@ -168,6 +214,7 @@ impl Drop for Threads {
     fn drop(&mut self) {
         // The writer answers the requests already queued, then ends; closing the channel ends
         // the readers.
+        self.sole.close();
         self.writer.close();
         self.checkpoints.close();
         self.readers.take();

@@ -52,6 +52,10 @@ const MAX_INTERRUPTIONS: u32 = 2;
 /// this long before it waits to be woken, which would cost it more than the wait.
 const SPIN: Duration = Duration::from_micros(100);
 
+/// How long the writer thread keeps looking at its queue every [`FLUSH_DELAY`] after its last
+/// work, before it sleeps until woken.
+const LINGER: Duration = Duration::from_secs(1);
+
 /// At most this many requests share one transaction.
 const MAX_BATCH: usize = 512;
 
@@ -274,6 +278,8 @@ impl Writer {
     /// The writer thread's loop: lead whenever the queue is handed to it, and flush the step
     /// log when asked to.
     pub(crate) fn thread_loop(&self) {
+        // When the thread last had work.
+        let mut busy_at = Instant::now();
         loop {
             let (owed, batch, flush) = {
                 let mut q = lock(&self.queue);
@@ -301,8 +307,14 @@ impl Writer {
                         self.close_log();
                         return;
                     }
-                    q.asleep = Some(q.flush_at);
-                    q = match q.flush_at {
+                    // Lingering after work, the thread looks at the queue every `FLUSH_DELAY`:
+                    // the first step logged after a flush then need not wake it (a system
+                    // call, and a wake-up on another CPU) to have it flushed in time.
+                    let until = q
+                        .flush_at
+                        .or_else(|| (now < busy_at + LINGER).then(|| now + FLUSH_DELAY));
+                    q.asleep = Some(until);
+                    q = match until {
                         Some(t) => {
                             let wait = t.saturating_duration_since(now);
                             match self.wake.wait_timeout(q, wait) {
@@ -315,6 +327,7 @@ impl Writer {
                     q.asleep = None;
                 }
             };
+            busy_at = Instant::now();
             let mut conn = lock(&self.conn);
             if owed == task::FINISH {
                 self.checkpoints.finish(&conn.conn);

@@ -226,7 +226,11 @@ fn segments(path: &Path) -> Vec<PathBuf> {
     let mut dir = path.to_owned().into_os_string();
     dir.push("-steplog");
     match std::fs::read_dir(dir) {
-        Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -470,6 +474,97 @@ async fn a_logged_end_survives_the_kill_of_its_process() {
     let journal = store.load_journal("wf0").await.unwrap();
     assert_eq!(journal.len(), 3);
     assert_eq!(store.running_owners().await.unwrap(), Vec::<String>::new());
+}
+
+/// Child: start `s0`, `s1` and `s2` (claimed) and log two steps of each, while the parent holds
+/// the write lock so that nothing is flushed; print `STARTED`, then wait to be killed.
+async fn starting_child(path: &Path, owner: &str) {
+    let store = SqliteStore::open(path).expect("child opens the store");
+    assert!(store.has_file_to_itself());
+    for w in 0..3 {
+        let id = format!("s{w}");
+        let (created, claim) = store
+            .start_claimed(new_wf(&id), owner, LONG)
+            .await
+            .expect("start");
+        assert_eq!(created, steadfast_durable::Created::New);
+        assert!(claim.is_some());
+        for i in 0..2 {
+            store
+                .commit_step(&id, owner, step(i), None)
+                .await
+                .expect("commit");
+        }
+    }
+    println!("STARTED");
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+/// Workflows started by the log of a store that had the file to itself survive the kill of its
+/// process before any of it reached the tables: the next store to open the file imports the
+/// starts with their steps, and a claim takes the workflows over from the dead owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_starts_survive_the_kill_of_their_process() {
+    const TEST: &str = "logged_starts_survive_the_kill_of_their_process";
+    if let Some((path, owner)) = child_args() {
+        return starting_child(&path, &owner).await;
+    }
+    let db = TempDb::new("steplog-start");
+    drop(db.open());
+    // The write lock, held so that the child's flushes wait: its starts stay in its log.
+    let blocker = rusqlite::Connection::open(db.path()).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut child = spawn_child(TEST, db.path(), "victim");
+    let stdout = child.stdout.take().expect("child stdout");
+    let started = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("STARTED"));
+    let in_table: i64 = blocker
+        .query_row("SELECT count(*) FROM workflows", [], |r| r.get(0))
+        .unwrap();
+    child.kill().expect("SIGKILL the child");
+    child.wait().expect("reap the child");
+    assert!(started, "the child did not start its workflows");
+    assert_eq!(in_table, 0, "the starts were still in the child's log");
+    blocker.execute_batch("ROLLBACK").unwrap();
+
+    let store = db.open();
+    assert!(
+        segments(db.path()).is_empty(),
+        "the imported log is deleted"
+    );
+    for w in 0..3 {
+        let id = format!("s{w}");
+        let wf = store.get_workflow(&id).await.unwrap().expect("imported");
+        assert_eq!(wf.status, steadfast_durable::WorkflowStatus::Running);
+        assert_eq!(wf.owner.as_deref(), Some("victim"));
+        assert_eq!(wf.input, json!(null));
+        assert_eq!(store.load_journal(&id).await.unwrap().len(), 2);
+        let (again, claim) = store
+            .start_claimed(new_wf(&id), "survivor", LONG)
+            .await
+            .unwrap();
+        assert!(matches!(again, steadfast_durable::Created::Existing(_)) && claim.is_none());
+    }
+    let dead = vec!["victim".to_owned()];
+    let claimed = store
+        .claim("survivor", &[NAME.to_owned()], 10, LONG, &dead)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.len(),
+        3,
+        "the dead owner's workflows are taken over"
+    );
+    for w in 0..3 {
+        let id = format!("s{w}");
+        store
+            .commit_step(&id, "survivor", step(2), None)
+            .await
+            .unwrap();
+        assert_eq!(store.load_journal(&id).await.unwrap().len(), 3);
+    }
 }
 
 /// A step of about 200 KB: twenty fill a segment of the step log.

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use serde_json::json;
-use steadfast_durable::{Json, NewWorkflow, StepKind, StepRecord, Store};
+use steadfast_durable::{Created, Json, NewWorkflow, StepKind, StepRecord, Store, WorkflowStatus};
 use steadfast_sqlite::{Durability, SqliteOptions, SqliteStore};
 
 use common::TempDb;
@@ -186,7 +186,11 @@ fn segments(db: &TempDb) -> Vec<std::path::PathBuf> {
     let mut dir = db.path().to_owned().into_os_string();
     dir.push("-steplog");
     match std::fs::read_dir(dir) {
-        Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -260,41 +264,84 @@ async fn logged_steps_reach_the_table_soon_and_the_log_goes_with_the_store() {
         "log files left: {:?}",
         segments(&db)
     );
+    // What stays in the log's folder is the lock that tells a store whether it has the
+    // file to itself (see `SqliteStore::has_file_to_itself`).
     let mut dir = db.path().to_owned().into_os_string();
     dir.push("-steplog");
-    assert!(
-        !std::path::Path::new(&dir).exists(),
-        "the empty log folder goes too"
-    );
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    left.sort();
+    assert_eq!(left, ["sole.gate", "sole.lock"]);
 }
 
-/// A workflow created already claimed (`start_claimed`) is one write, and its steps go to the
-/// step log as after a `claim`.
+/// A workflow created already claimed (`start_claimed`) by a store that has the file to itself
+/// is logged, as its steps are: no transaction until the log is flushed. Reads see it at once,
+/// and starting the id again finds it, before the flush and after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_workflow_started_claimed_logs_its_steps() {
+async fn a_store_alone_logs_the_start_of_a_workflow_with_its_steps() {
     let db = TempDb::new("start-claimed");
     let store = db.open_with(SqliteOptions::default());
+    assert!(store.has_file_to_itself());
     let before = store.stats();
     let new = NewWorkflow {
         id: "wf".into(),
         name: "n".into(),
-        input: json!(null),
+        input: json!({ "k": 1 }),
         parent_id: None,
     };
-    let (_, claim) = store
-        .start_claimed(new, "w", Duration::from_secs(600))
+    let (created, claim) = store
+        .start_claimed(new.clone(), "w", Duration::from_secs(600))
         .await
         .unwrap();
-    assert!(claim.is_some(), "the SQLite store claims what it starts");
+    assert_eq!(created, Created::New);
+    let claim = claim.expect("the SQLite store claims what it starts");
     for i in 0..20 {
         store.commit_step("wf", "w", step(i), None).await.unwrap();
     }
-    let after = store.stats();
     assert_eq!(
-        after.requests - before.requests,
-        1,
-        "one write to start and claim; the steps are logged"
+        store.stats().requests - before.requests,
+        0,
+        "the start and the steps are logged"
     );
+    let seen = store.get_workflow("wf").await.unwrap().unwrap();
+    assert_eq!(seen, claim.record);
+    assert_eq!(seen.status, WorkflowStatus::Running);
+    assert_eq!(seen.owner.as_deref(), Some("w"));
+    assert_eq!(seen.input, json!({ "k": 1 }));
+    let (again, none) = store
+        .start_claimed(new.clone(), "w", Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!((again, none), (Created::Existing(seen.clone()), None));
+
+    store.flush().await.unwrap();
+    let conn = rusqlite::Connection::open(db.path()).unwrap();
+    let row: (String, String, Option<String>) = conn
+        .query_row(
+            "SELECT name, status, owner FROM workflows WHERE id = 'wf'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(row, ("n".into(), "running".into(), Some("w".into())));
+    let steps: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM journal WHERE workflow_id = 'wf'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(steps, 20);
+    let (after_flush, _) = store
+        .start_claimed(new, "w", Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(after_flush, Created::Existing(seen));
     assert_eq!(store.load_journal("wf").await.unwrap().len(), 20);
 }
 

@@ -146,6 +146,7 @@ impl TempDb {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
         }
+        let _ = std::fs::remove_dir_all(format!("{}-steplog", self.0.display()));
     }
 }
 

@@ -4,7 +4,7 @@
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 use steadfast_durable::{Outcome, StoreError};
 
-use super::{Entry, FinishEntry};
+use super::{Entry, FinishEntry, StartEntry};
 use crate::writes::{self, StepFields};
 
 /// Apply logged entries to the database, in order (see [`Applier`]). Returns how many steps
@@ -66,8 +66,35 @@ impl<'c> Applier<'c> {
     pub(crate) fn entry(&mut self, entry: &Entry) -> Result<(), StoreError> {
         match entry {
             Entry::Step(step) => self.step(&step.fields()),
+            Entry::Start(s) => self.start(s),
             Entry::Finish(f) => self.finish(f),
         }
+    }
+
+    /// Insert a workflow that the log started. A row of that id is there already only if the
+    /// entry was flushed before its process died.
+    fn start(&mut self, s: &StartEntry) -> Result<(), StoreError> {
+        self.run = None;
+        let map = crate::schema::map_err;
+        let input = serde_json::to_string(&s.input)
+            .map_err(|e| StoreError::Backend(format!("cannot encode an input: {e}")))?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO workflows (id, name, input, status, owner, lease_expires_at, \
+                     created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?6) ON CONFLICT (id) DO NOTHING",
+            )
+            .map_err(map)?
+            .execute(params![
+                s.id,
+                s.name,
+                input,
+                s.owner,
+                s.lease_expires_at,
+                s.at
+            ])
+            .map_err(map)?;
+        Ok(())
     }
 
     /// End a workflow as its log says, unless its owner no longer holds it.

@@ -316,7 +316,7 @@ mod tests {
         let mut r = Vec::new();
         assert!(match e {
             Entry::Step(s) => encode_step_into(&mut r, &s.fields()),
-            Entry::Finish(_) => encode_into(&mut r, e),
+            Entry::Start(_) | Entry::Finish(_) => encode_into(&mut r, e),
         });
         r[4..8].copy_from_slice(&epoch.to_le_bytes());
         seal(&mut r);
@@ -437,6 +437,7 @@ mod tests {
             .iter()
             .map(|e| match e {
                 Entry::Step(s) => s.position.as_str(),
+                Entry::Start(_) => "start",
                 Entry::Finish(_) => "end",
             })
             .collect();

@@ -73,19 +73,20 @@ pub(crate) fn remove(orphans: Vec<Orphan>) {
     }
 }
 
-/// Import the segments of stores that are gone, on `conn` (outside any transaction). A file
-/// that another process keeps locked past the busy timeout is left for the next claim.
-pub(crate) fn recover(conn: &Connection, db: &Path) -> Result<(), StoreError> {
+/// Import the segments of stores that are gone, on `conn` (outside any transaction); whether
+/// that is done. While another connection keeps the database locked past the busy timeout, they
+/// are left for later.
+pub(crate) fn recover(conn: &Connection, db: &Path) -> Result<bool, StoreError> {
     let log = StepLog::new(db);
     let orphans = log.orphans();
     if orphans.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     let map = crate::schema::map_err;
     match conn.execute_batch("BEGIN IMMEDIATE").map_err(map) {
         Err(StoreError::Locked(e)) => {
             tracing::warn!(error = %e, "the step logs of stopped workers are imported later");
-            return Ok(());
+            return Ok(false);
         }
         other => other?,
     }
@@ -101,7 +102,7 @@ pub(crate) fn recover(conn: &Connection, db: &Path) -> Result<(), StoreError> {
                 "imported the step logs of stopped workers"
             );
             remove(orphans);
-            Ok(())
+            Ok(true)
         }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
