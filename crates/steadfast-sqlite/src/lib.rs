@@ -218,15 +218,6 @@ impl SqliteStore {
         self.inner.threads.sole.is_sole()
     }
 
-    /// Workflow `id` as the log has it, if its start has not reached the tables yet.
-    fn logged_workflow(log: &steplog::StepLog, id: &str) -> Option<WorkflowRecord> {
-        let mut record = log.pending_start(id)?;
-        if let Some(end) = log.pending_finish(id) {
-            steplog::apply_finish(&mut record, end);
-        }
-        Some(record)
-    }
-
     /// Start top-level workflow `new`, claimed by `owner`, by logging it; `None` to start it by
     /// transaction instead (an existing workflow with entries in the log, a log that cannot be
     /// written). The caller holds `creating`, and a [`sole::SoleStart`].
@@ -239,7 +230,7 @@ impl SqliteStore {
     ) -> Result<Option<(Created, Option<Claim>)>, StoreError> {
         // Logged and not flushed yet, or else in the table if it exists (a flush takes an entry
         // off the log only once it is committed).
-        if let Some(existing) = Self::logged_workflow(log, &new.id) {
+        if let Some(existing) = log.logged_workflow(&new.id) {
             return Ok(Some((Created::Existing(existing), None)));
         }
         if log.holds(&new.id) {
@@ -373,7 +364,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let t = &self.inner.threads;
             // A workflow started by the log, before its start reaches the table.
-            if let Some(record) = self.log().and_then(|l| Self::logged_workflow(l, id)) {
+            if let Some(record) = self.log().and_then(|l| l.logged_workflow(id)) {
                 return Ok(Some(record));
             }
             // The log's view first: an end flushed meanwhile is then in both, never in neither.

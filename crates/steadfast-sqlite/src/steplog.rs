@@ -633,16 +633,26 @@ impl StepLog {
         })
     }
 
-    /// Workflow `id` as its logged start made it, if that has not reached the database yet.
-    pub(crate) fn pending_start(&self, id: &str) -> Option<WorkflowRecord> {
+    /// Workflow `id` as its logged start made it, with its logged end if it has one, if the
+    /// start has not reached the database yet. Both are read at one moment: a flush between
+    /// them would show a finished workflow as running.
+    pub(crate) fn logged_workflow(&self, id: &str) -> Option<WorkflowRecord> {
         let st = lock(&self.state);
         if !st.waiting.contains_key(id) {
             return None;
         }
-        st.pending.iter().find_map(|p| match &p.kept {
+        let mut record = st.pending.iter().find_map(|p| match &p.kept {
             Kept::Start(s) if s.id == id => Some(s.record()),
             _ => None,
-        })
+        })?;
+        let end = st.pending.iter().rev().find_map(|p| match &p.kept {
+            Kept::Finish(f) if f.id == id => Some((**f).clone()),
+            _ => None,
+        });
+        if let Some(end) = end {
+            apply_finish(&mut record, end);
+        }
+        Some(record)
     }
 
     /// Whether anything of workflow `id` waits in the log.

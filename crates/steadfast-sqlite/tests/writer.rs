@@ -343,6 +343,36 @@ async fn a_store_alone_logs_the_start_of_a_workflow_with_its_steps() {
         .unwrap();
     assert_eq!(after_flush, Created::Existing(seen));
     assert_eq!(store.load_journal("wf").await.unwrap().len(), 20);
+
+    // A workflow started and ended by the log reads as ended, before the flush and after.
+    let (created, _) = store
+        .start_claimed(new_short(), "w", Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(created, Created::New);
+    let done = steadfast_durable::Outcome::Finished {
+        status: WorkflowStatus::Completed,
+        output: json!("done"),
+    };
+    store.finish("short", "w", done).await.unwrap();
+    let ended = store.get_workflow("short").await.unwrap().unwrap();
+    assert_eq!(
+        (ended.status, ended.output, ended.owner),
+        (WorkflowStatus::Completed, Some(json!("done")), None)
+    );
+    store.flush().await.unwrap();
+    let ended = store.get_workflow("short").await.unwrap().unwrap();
+    assert_eq!(ended.status, WorkflowStatus::Completed);
+}
+
+/// Workflow `short`.
+fn new_short() -> NewWorkflow {
+    NewWorkflow {
+        id: "short".into(),
+        name: "n".into(),
+        input: json!(null),
+        parent_id: None,
+    }
 }
 
 /// A segment that fills up while its entries cannot reach the tables (another connection holds
