@@ -406,15 +406,7 @@ impl Store for SqliteStore {
                     .await;
             };
             // A dead worker's steps reach the journal before its workflows are claimed.
-            let orphans = log.orphans();
-            if !orphans.is_empty() {
-                let orphans = Arc::new(orphans);
-                let held = orphans.clone();
-                t.write(move |c| steplog::import(c, &held)).await?;
-                if let Ok(orphans) = Arc::try_unwrap(orphans) {
-                    steplog::remove(orphans);
-                }
-            }
+            t.import(log.orphans()).await?;
             let asked = now_millis();
             let who = owner.clone();
             let claim = move |c: &rusqlite::Connection| {

@@ -64,7 +64,7 @@ mod segment;
 
 use apply::{Applier, apply_all};
 use record::{Written, decode_record, encode_into, encode_step_into, seal};
-pub(crate) use recover::{import, recover, remove};
+pub(crate) use recover::{Orphan, import_by, recover};
 use segment::{Retired, Segment, Spares};
 
 /// The size of a segment. A record that does not fit in what is left goes to the next segment;
@@ -247,6 +247,17 @@ impl State {
         self.leases
             .get(id)
             .is_none_or(|l| l.in_table || l.first_logged.is_some_and(|first| first <= self.flushed))
+    }
+
+    /// The logged end of workflow `id`, if it waits for the database.
+    fn logged_end(&self, id: &str) -> Option<FinishEntry> {
+        if !self.waiting.contains_key(id) {
+            return None;
+        }
+        self.pending.iter().rev().find_map(|p| match &p.kept {
+            Kept::Finish(f) if f.id == id => Some((**f).clone()),
+            _ => None,
+        })
     }
 
     /// The file of segment number `serial`, which has entries waiting.
@@ -623,14 +634,7 @@ impl StepLog {
 
     /// The logged end of workflow `id`, if it has not reached the database yet.
     pub(crate) fn pending_finish(&self, id: &str) -> Option<FinishEntry> {
-        let st = lock(&self.state);
-        if !st.waiting.contains_key(id) {
-            return None;
-        }
-        st.pending.iter().rev().find_map(|p| match &p.kept {
-            Kept::Finish(f) if f.id == id => Some((**f).clone()),
-            _ => None,
-        })
+        lock(&self.state).logged_end(id)
     }
 
     /// Workflow `id` as its logged start made it, with its logged end if it has one, if the
@@ -645,11 +649,7 @@ impl StepLog {
             Kept::Start(s) if s.id == id => Some(s.record()),
             _ => None,
         })?;
-        let end = st.pending.iter().rev().find_map(|p| match &p.kept {
-            Kept::Finish(f) if f.id == id => Some((**f).clone()),
-            _ => None,
-        });
-        if let Some(end) = end {
+        if let Some(end) = st.logged_end(id) {
             apply_finish(&mut record, end);
         }
         Some(record)

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use crate::checkpoint::Checkpoints;
 use crate::schema::{connect, map_err};
 use crate::sole::{Hooks, Sole};
-use crate::steplog::StepLog;
+use crate::steplog::{Orphan, StepLog, import_by};
 use crate::writer::{self, Writer, stopped};
 use crate::{Durability, SqliteOptions};
 
@@ -116,18 +116,7 @@ impl Threads {
                         Some(log) => log.orphans(),
                         None => StepLog::new(&db).orphans(),
                     };
-                    if orphans.is_empty() {
-                        return Ok(());
-                    }
-                    let orphans = Arc::new(orphans);
-                    let held = orphans.clone();
-                    futures::executor::block_on(
-                        w.write(true, move |c| crate::steplog::import(c, &held)),
-                    )?;
-                    if let Ok(orphans) = Arc::try_unwrap(orphans) {
-                        crate::steplog::remove(orphans);
-                    }
-                    Ok(())
+                    futures::executor::block_on(import_by(&w, orphans))
                 };
                 sole.thread_loop(&Hooks {
                     flush: &flush,
@@ -173,6 +162,16 @@ impl Threads {
     {
         self.sole.ready(self.busy_timeout).await?;
         self.writer.write(false, f).await
+    }
+
+    /// Import the segments of dead processes, `orphans`, in a write transaction, then delete
+    /// them.
+    pub(crate) async fn import(&self, orphans: Vec<Orphan>) -> Result<(), StoreError> {
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        self.sole.ready(self.busy_timeout).await?;
+        import_by(&self.writer, orphans).await
     }
 
     /// Run `f` on a reader connection.

@@ -3,12 +3,14 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::Connection;
 use steadfast_durable::StoreError;
 
 use super::record::decode_segment;
 use super::{Entry, StepLog, apply_all, lock};
+use crate::writer::Writer;
 
 impl StepLog {
     /// The segments of stores that are gone, locked by this one, with their steps.
@@ -58,6 +60,20 @@ pub(crate) struct Orphan {
 /// Import `orphans` into the database inside the caller's transaction.
 pub(crate) fn import(conn: &Connection, orphans: &[Orphan]) -> Result<usize, StoreError> {
     apply_all(conn, orphans.iter().flat_map(|o| o.entries.iter()))
+}
+
+/// Import `orphans` in a write of `writer` (after this store's own log), then delete them.
+pub(crate) async fn import_by(writer: &Writer, orphans: Vec<Orphan>) -> Result<(), StoreError> {
+    if orphans.is_empty() {
+        return Ok(());
+    }
+    let orphans = Arc::new(orphans);
+    let held = orphans.clone();
+    writer.write(true, move |c| import(c, &held)).await?;
+    if let Ok(orphans) = Arc::try_unwrap(orphans) {
+        remove(orphans);
+    }
+    Ok(())
 }
 
 /// Delete imported segments (their transaction committed).
